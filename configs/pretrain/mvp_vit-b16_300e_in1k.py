@@ -1,0 +1,129 @@
+# MVP pre-training, ViT-B/16 student, CLIP ViT-B/16 teacher, 300 epochs, IN-1K.
+# Paper: "MVP: Multimodality-guided Visual Pre-training" (ECCV 2022),
+# https://arxiv.org/abs/2203.05175. "MVP is easily implemented upon BEIT, i.e.,
+# directly changing the tokenizer" (§1), so this is a delta on mmpretrain's
+# BEiT v1 recipe: every value below that the paper gives cites its line; every
+# value it inherits from the base (BEiT) is named in the comments too.
+_base_ = 'mmpretrain::beit/beit_beit-base-p16_8xb256-amp-coslr-300e_in1k.py'
+
+custom_imports = dict(imports=['mvp_mm'], allow_failed_imports=False)
+
+# ---------------------------------------------------------------- data
+data_root = 'data/imagenet/'  # standard mmpretrain layout: train/<wnid>/*.JPEG
+# The student's mean/std; MVP re-normalises the same pixels to CLIP's own
+# mean/std inside the teacher (CLIPTargetGenerator.set_input_normalization).
+data_preprocessor = dict(
+    _delete_=True,
+    type='SelfSupDataPreprocessor',
+    mean=[123.675, 116.28, 103.53],
+    std=[58.395, 57.12, 57.375],
+    to_rgb=True)
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    # §3.3.3: "the image resolution of the input is set as 224x224".
+    # Scale range and bicubic: BEiT (the paper is silent). BEiT's colour
+    # jitter is left out: the teacher sees the student's own pixels.
+    dict(
+        type='RandomResizedCrop',
+        scale=224,
+        crop_ratio_range=(0.08, 1.0),
+        interpolation='bicubic',
+        backend='pillow'),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    # §3.3.3: "Blockwise Masking scheme is employed to mask 75 visual tokens
+    # as BEIT"; min block 16 patches and aspect 0.3..1/0.3: BEiT.
+    dict(
+        type='BlockwiseMaskGenerator',
+        input_size=14,
+        num_masking_patches=75,
+        min_num_patches=16,
+        min_aspect=0.3),
+    dict(type='PackInputs')
+]
+# 8 GPUs x 256 = 2048 total batch: BEiT's (the paper gives no batch size).
+train_dataloader = dict(
+    batch_size=256,
+    num_workers=8,
+    # Re-stated without the `_scope_` key that `mmpretrain::` bases add,
+    # which mmengine would pass on to the function.
+    collate_fn=dict(_delete_=True, type='default_collate'),
+    dataset=dict(
+        data_root=data_root, split='train', ann_file='',
+        pipeline=train_pipeline))
+
+# ---------------------------------------------------------------- model
+model = dict(
+    _delete_=True,
+    type='MVP',  # the Runner passes it the top-level data_preprocessor
+    # §3.3.3: ViT-B/16; BEiT-style student (mask token, shared relative
+    # position bias, layer scale 0.1, drop path 0.1: BEiT).
+    backbone=dict(
+        type='BEiTPretrainViT',
+        arch='base',
+        patch_size=16,
+        img_size=224,
+        drop_path_rate=0.1,
+        final_norm=True,
+        out_type='raw',
+        use_abs_pos_emb=False,
+        use_rel_pos_bias=False,
+        use_shared_rel_pos_bias=True,
+        layer_scale_init_value=0.1,
+        init_cfg=[
+            dict(type='TruncNormal', std=0.02, layer='Linear'),
+            dict(type='TruncNormal', std=0.02, layer='Conv2d'),
+            dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0)
+        ]),
+    # §3.4: "only one fully-connected layer" into CLIP's space; its in/out
+    # widths are filled from the backbone and the teacher.
+    # Eq. 9 averages over CLS and all M patches: patches='all'.
+    head=dict(type='MVPHead', loss=dict(type='MVPLoss', patches='all')),
+    # §3.3.3: "the vision branch with ViT-Base/16 backbone of CLIP", frozen.
+    # OpenAI's CLIP weights need QuickGELU. Offline: set pretrained to the
+    # path of a local checkpoint file (see README).
+    target_generator=dict(
+        type='CLIPTargetGenerator',
+        model_name='ViT-B-16-quickgelu',
+        pretrained='openai'))
+
+# ---------------------------------------------------------------- schedule
+# §3.3.3: "AdamW optimizer ... initial learning rate and weight decay are set
+# as 1.5e-3 and 5e-2". betas, grad clip 3.0, fp16 AMP with dynamic loss scale
+# and no weight decay on norms/biases/tokens/gamma come from the BEiT base
+# (AmpOptimWrapper; tools/train.py switches to fp32 on a machine with no GPU).
+optim_wrapper = dict(
+    optimizer=dict(type='AdamW', lr=1.5e-3, betas=(0.9, 0.999),
+                   weight_decay=0.05),
+    clip_grad=dict(max_norm=3.0),
+    paramwise_cfg=dict(
+        custom_keys={
+            '.ln': dict(decay_mult=0.0),
+            '.norm': dict(decay_mult=0.0),
+            '.bias': dict(decay_mult=0.0),
+            'q_bias': dict(decay_mult=0.0),
+            'v_bias': dict(decay_mult=0.0),
+            '.cls_token': dict(decay_mult=0.0),
+            '.mask_token': dict(decay_mult=0.0),
+            '.pos_embed': dict(decay_mult=0.0),
+            'relative_position_bias_table': dict(decay_mult=0.0),
+            '.gamma': dict(decay_mult=0.0),
+        }))
+# §3.3.3: "a cosine decay learning rate scheduler"; 10 warm-up epochs and
+# eta_min 1e-5: BEiT.
+max_epochs = 300  # §3.3.3: "pre-trained on ImageNet-1K lasting for 300 epochs"
+warmup_epochs = 10
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0,
+         end=warmup_epochs, convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True,
+         begin=warmup_epochs, end=max_epochs, convert_to_iter_based=True)
+]
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
+default_hooks = dict(
+    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3))
+randomness = dict(seed=0, diff_rank_seed=True)
+# Every student parameter gets a gradient from Eq. 9 (the teacher has none).
+find_unused_parameters = False
+# lr 1.5e-3 is for a total batch of 2048; `--auto-scale-lr` rescales it
+# linearly to the actual total batch (lr = 1.5e-3 * batch / 2048).
+auto_scale_lr = dict(base_batch_size=2048, enable=False)

@@ -1,0 +1,19 @@
+"""MVP: Multimodality-guided Visual Pre-training, as an OpenMMLab plugin.
+
+``import mvp_mm`` (or ``custom_imports=dict(imports=['mvp_mm'])`` in a config)
+registers into mmpretrain's registries:
+
+- ``MVP`` (``MODELS``): the self-supervised algorithm,
+- ``CLIPTargetGenerator`` (``MODELS``): the frozen CLIP vision tower,
+- ``MVPHead`` / ``MVPLoss`` (``MODELS``): the linear head and Eq. 9,
+- ``BlockwiseMaskGenerator`` (``TRANSFORMS``): BEiT's blockwise masking.
+
+Paper: https://arxiv.org/abs/2203.05175
+"""
+from .compat import install_mmcv_ops_fallback
+
+install_mmcv_ops_fallback()
+
+from . import datasets, models  # noqa: E402,F401  (register modules)
+
+__version__ = '0.1.0'

@@ -1,0 +1,8 @@
+"""Narrow compatibility layers for the stack mvp_mm runs on.
+
+Each layer acts only when the problem it works around is present, so a user
+with the full, compiled ``mmcv`` and an older torch sees stock behaviour.
+"""
+from .mmcv_ops import install_mmcv_ops_fallback
+
+__all__ = ['install_mmcv_ops_fallback']

@@ -1,0 +1,3 @@
+from .transforms import BlockwiseMaskGenerator
+
+__all__ = ['BlockwiseMaskGenerator']

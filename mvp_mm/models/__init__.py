@@ -1,0 +1,9 @@
+from .clip_target_generator import CLIPTargetGenerator
+from .frozen_teacher import FrozenTeacher
+from .mvp import MVP
+from .mvp_head import MVPHead
+from .mvp_loss import MVPLoss
+
+__all__ = [
+    'CLIPTargetGenerator', 'FrozenTeacher', 'MVP', 'MVPHead', 'MVPLoss'
+]

@@ -1,0 +1,187 @@
+"""The frozen CLIP vision tower that produces MVP's targets (Eq. 7)."""
+import os
+import os.path as osp
+from typing import Optional, Sequence
+
+import open_clip
+import torch
+from mmengine.logging import MMLogger
+from torch import nn
+
+from mmpretrain.registry import MODELS
+
+from .frozen_teacher import FrozenTeacher
+
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+
+
+def _looks_like_path(pretrained: str) -> bool:
+    return (os.sep in pretrained or pretrained.startswith('.')
+            or pretrained.endswith(('.pt', '.pth', '.bin', '.safetensors')))
+
+
+@MODELS.register_module()
+class CLIPTargetGenerator(FrozenTeacher):
+    """CLIP's vision branch as MVP's tokenizer, frozen.
+
+    Implementation of the target side of `MVP: Multimodality-guided Visual
+    Pre-training <https://arxiv.org/abs/2203.05175>`_ (Eq. 7): for every
+    token (CLS and the M patches) it returns CLIP's feature in the
+    multimodal space, i.e. ``ln_post(token) @ proj``. For the CLS token this
+    is exactly ``open_clip``'s ``encode_image``.
+
+    The tower is built with open_clip. It receives the *student's* input
+    (normalised with the data preprocessor's mean/std, which :class:`MVP`
+    passes in through :meth:`set_input_normalization`) and re-normalises it
+    to CLIP's own mean/std with one precomputed affine map. See
+    :class:`FrozenTeacher` for what "frozen" guarantees.
+
+    Args:
+        model_name (str): An open_clip architecture name. OpenAI weights need
+            QuickGELU. Defaults to ``'ViT-B-16-quickgelu'``.
+        pretrained (str, optional): An open_clip pretrained tag (e.g.
+            ``'openai'``, ``'laion2b_s34b_b88k'``) or a local checkpoint file.
+            ``None`` builds a randomly initialised CLIP (tests only; logged
+            loudly). Defaults to ``'openai'``.
+        fallback_to_random (bool): If the weights cannot be had (no file, no
+            network), log a loud warning and use a randomly initialised CLIP
+            instead of raising. Only the offline demo config sets it.
+            Defaults to False.
+        model_overrides (dict, optional): Keys that replace those of the
+            open_clip model config (e.g. a tiny ``vision_cfg`` for tests).
+        bf16_on_gpu (bool): Run the tower in bfloat16 autocast on CUDA.
+            Defaults to True.
+        cache_dir (str, optional): open_clip's download cache directory.
+        init_cfg (dict, optional): Unused; the weights come from open_clip.
+    """
+
+    def __init__(self,
+                 model_name: str = 'ViT-B-16-quickgelu',
+                 pretrained: Optional[str] = 'openai',
+                 fallback_to_random: bool = False,
+                 model_overrides: Optional[dict] = None,
+                 bf16_on_gpu: bool = True,
+                 cache_dir: Optional[str] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        visual = self._build_visual(model_name, pretrained,
+                                    fallback_to_random, model_overrides or {},
+                                    cache_dir)
+        super().__init__(visual, bf16_on_gpu=bf16_on_gpu, init_cfg=init_cfg)
+        self.model_name = model_name
+        self.out_dims = visual.output_dim
+        self.embed_dims = visual.transformer.width
+        self.patch_size = visual.patch_size[0]
+        self.img_size = visual.image_size[0]
+        self.clip_mean = tuple(255 * m for m in visual.image_mean)
+        self.clip_std = tuple(255 * s for s in visual.image_std)
+        self.set_input_normalization(IMAGENET_MEAN, IMAGENET_STD)
+
+    @staticmethod
+    def _build_visual(model_name: str, pretrained: Optional[str],
+                      fallback_to_random: bool, overrides: dict,
+                      cache_dir: Optional[str]) -> nn.Module:
+        """Build the open_clip model and keep only its vision tower."""
+        logger = MMLogger.get_current_instance()
+        if model_name not in open_clip.list_models():
+            close = [m for m in open_clip.list_models()
+                     if model_name.split('-')[0].lower() in m.lower()][:8]
+            raise ValueError(
+                f'Unknown open_clip model_name {model_name!r}. '
+                f'Similar names: {close}. All: open_clip.list_models().')
+        if pretrained is not None and not osp.isfile(pretrained):
+            if _looks_like_path(pretrained):
+                error = FileNotFoundError(
+                    f'CLIP checkpoint file {pretrained!r} does not exist. '
+                    'Point model.target_generator.pretrained at an existing '
+                    'open_clip/OpenAI checkpoint file, or use a tag such as '
+                    "'openai'.")
+                if not fallback_to_random:
+                    raise error
+                pretrained = None
+                logger.warning(f'!!! {error} Falling back to a RANDOMLY '
+                               'INITIALISED CLIP teacher (demo mode).')
+            else:
+                tags = open_clip.list_pretrained_tags_by_model(model_name)
+                if pretrained not in tags:
+                    raise ValueError(
+                        f'Unknown pretrained tag {pretrained!r} for open_clip '
+                        f'model {model_name!r}. Known tags: {tags}; or pass '
+                        'the path of a local checkpoint file.')
+        visual = None
+        if pretrained is not None:
+            try:
+                visual = open_clip.create_model(
+                    model_name, pretrained=pretrained, cache_dir=cache_dir,
+                    **overrides).visual
+                logger.info(f'CLIP teacher {model_name} loaded with '
+                            f'pretrained={pretrained!r}.')
+            except Exception as exc:  # network, hub, corrupt file
+                if not fallback_to_random:
+                    raise RuntimeError(
+                        f'Could not load CLIP weights {pretrained!r} for '
+                        f'{model_name}: {exc}. Without network access, '
+                        'download the checkpoint elsewhere and set '
+                        'model.target_generator.pretrained=/path/to/file.'
+                    ) from exc
+                logger.warning(
+                    f'!!! Could not load CLIP weights {pretrained!r} '
+                    f'({type(exc).__name__}: {exc}). Falling back to a '
+                    'RANDOMLY INITIALISED CLIP teacher (demo mode): its '
+                    'targets carry no multimodal semantics.')
+        if visual is None:
+            if pretrained is None and not fallback_to_random:
+                logger.warning(
+                    '!!! CLIPTargetGenerator built with pretrained=None: the '
+                    'teacher is RANDOMLY INITIALISED. Use this for tests only.')
+            # The same random teacher on every rank and every run.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                visual = open_clip.create_model(
+                    model_name, pretrained=None, **overrides).visual
+        if (getattr(visual, 'attn_pool', None) is not None
+                or getattr(visual, 'pool_type', 'tok') != 'tok'
+                or getattr(visual, 'final_ln_after_pool', False)
+                or getattr(visual, 'proj', None) is None):
+            raise ValueError(
+                f'open_clip model {model_name!r} does not pool a CLS token '
+                'through ln_post and proj, so it has no per-token features '
+                "in CLIP's multimodal space. Use a plain CLIP ViT.")
+        return visual
+
+    def set_input_normalization(self, mean: Sequence[float],
+                                std: Sequence[float]) -> None:
+        """Tell the tower how its input was normalised.
+
+        Precomputes ``x_clip = x * scale + shift`` so that
+        ``x_clip = (x * std + mean - clip_mean) / clip_std``.
+
+        Args:
+            mean (Sequence[float]): RGB mean of the input, 0-255 scale.
+            std (Sequence[float]): RGB std of the input, 0-255 scale.
+        """
+        mean, std = torch.tensor(mean), torch.tensor(std)
+        clip_mean = torch.tensor(self.clip_mean)
+        clip_std = torch.tensor(self.clip_std)
+        scale = (std / clip_std).view(1, 3, 1, 1)
+        shift = ((mean - clip_mean) / clip_std).view(1, 3, 1, 1)
+        device = self.teacher_device
+        self.register_buffer('scale', scale.to(device), persistent=False)
+        self.register_buffer('shift', shift.to(device), persistent=False)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """CLIP features of every token in the multimodal space.
+
+        Args:
+            x (torch.Tensor): Images normalised as told by
+                :meth:`set_input_normalization`, ``[B, 3, H, W]``.
+
+        Returns:
+            torch.Tensor: ``[B, 1 + M, D]``; index 0 is CLS.
+        """
+        visual = self.teacher
+        x = x * self.scale + self.shift  # CLIP's own normalisation
+        x = visual._embeds(x)  # [B, 1 + M, W]
+        x = visual.transformer(x)
+        x = visual.ln_post(x)
+        return x @ visual.proj  # [B, 1 + M, D]

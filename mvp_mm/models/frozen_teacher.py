@@ -1,0 +1,68 @@
+"""A teacher network that is frozen for real, whatever the runner does."""
+from typing import Optional
+
+import torch
+from mmengine.model import BaseModule
+from torch import nn
+
+
+class FrozenTeacher(BaseModule):
+    """Base class for MVP's target generators.
+
+    The teacher network is kept *outside* PyTorch's module tree (it is not a
+    registered submodule), which gives, with no special cases elsewhere:
+
+    - no parameters in ``model.parameters()``, so never in the optimizer,
+      never in DDP's gradient buckets, never touched by ``init_weights``;
+    - no keys in ``state_dict()``, so training checkpoints carry no teacher
+      weights, and resuming rebuilds it from its config;
+    - ``model.train()`` does not reach it: it stays in eval mode;
+
+    while ``.to()`` / ``.cuda()`` / ``.float()`` still move it (see
+    :meth:`_apply`). Subclasses implement :meth:`encode`; :meth:`forward`
+    runs it under ``no_grad`` (in bfloat16 autocast on CUDA when
+    ``bf16_on_gpu``) and returns float32.
+
+    Args:
+        teacher (nn.Module): The network to freeze.
+        bf16_on_gpu (bool): Autocast to bfloat16 on CUDA. Defaults to True.
+        init_cfg (dict, optional): Unused, kept for the OpenMMLab interface.
+    """
+
+    def __init__(self,
+                 teacher: nn.Module,
+                 bf16_on_gpu: bool = True,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        teacher.eval().requires_grad_(False)
+        object.__setattr__(self, 'teacher', teacher)  # not registered
+        self.bf16_on_gpu = bf16_on_gpu
+
+    @property
+    def teacher_device(self) -> torch.device:
+        return next(self.teacher.parameters()).device
+
+    def _apply(self, fn, *args, **kwargs):
+        self.teacher._apply(fn, *args, **kwargs)
+        return super()._apply(fn, *args, **kwargs)
+
+    def train(self, mode: bool = True) -> 'FrozenTeacher':
+        """Keep the teacher in eval mode (dropout, norms) in any mode."""
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def init_weights(self) -> None:
+        """The teacher's weights come from its own library, never re-init."""
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-token teacher features ``[B, 1 + M, D]`` (CLS first)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Teacher targets, float32, ``[B, 1 + M, D]`` (CLS first)."""
+        with torch.autocast(
+                'cuda', dtype=torch.bfloat16,
+                enabled=self.bf16_on_gpu and x.is_cuda):
+            return self.encode(x).float()

@@ -1,0 +1,113 @@
+"""MVP: Multimodality-guided Visual Pre-training."""
+from typing import Dict, List, Optional, Union
+
+import torch
+from torch import nn
+
+from mmpretrain.models import BaseSelfSupervisor
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+
+
+@MODELS.register_module()
+class MVP(BaseSelfSupervisor):
+    """MVP self-supervised pre-training.
+
+    Implementation of `MVP: Multimodality-guided Visual Pre-training
+    <https://arxiv.org/abs/2203.05175>`_ (Wei et al., ECCV 2022): a BEiT-style
+    student (mmpretrain's ``BEiTPretrainViT``) sees blockwise-masked images;
+    a one-layer head maps every output token into the space of a frozen
+    teacher (CLIP's vision tower, :class:`CLIPTargetGenerator`) that sees the
+    unmasked image; Eq. 9 aligns them token by token.
+
+    ``MVP`` wires the parts together so that they cannot disagree: the head's
+    ``in_channels`` / ``out_channels`` are filled from the backbone and the
+    teacher when left out, the teacher is told the data preprocessor's
+    mean/std, and a student/teacher patch-grid mismatch is an error.
+
+    Args:
+        backbone (dict): The student, e.g. ``BEiTPretrainViT``.
+        head (dict): :class:`MVPHead` config.
+        target_generator (dict): The frozen teacher config.
+        data_preprocessor (dict, optional): Defaults to
+            ``SelfSupDataPreprocessor``.
+        init_cfg (dict, optional): Initialisation config.
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 head: dict,
+                 target_generator: dict,
+                 data_preprocessor: Optional[Union[dict, nn.Module]] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        if not isinstance(target_generator, nn.Module):
+            target_generator = MODELS.build(target_generator)
+        if not isinstance(backbone, nn.Module):
+            backbone = MODELS.build(backbone)
+        if isinstance(head, dict):
+            head = dict(head)
+            head.setdefault('in_channels', backbone.embed_dims)
+            head.setdefault('out_channels', target_generator.out_dims)
+            self._check_head(head, backbone, target_generator)
+        super().__init__(
+            backbone=backbone,
+            head=head,
+            target_generator=target_generator,
+            data_preprocessor=data_preprocessor,
+            init_cfg=init_cfg)
+        self._check_patch_grids()
+        if getattr(self.data_preprocessor, '_enable_normalize', False):
+            self.target_generator.set_input_normalization(
+                self.data_preprocessor.mean.flatten().tolist(),
+                self.data_preprocessor.std.flatten().tolist())
+
+    @staticmethod
+    def _check_head(head: dict, backbone: nn.Module,
+                    target_generator: nn.Module) -> None:
+        if head['in_channels'] != backbone.embed_dims:
+            raise ValueError(
+                f"MVP head in_channels={head['in_channels']} but the backbone "
+                f'width is {backbone.embed_dims}: drop head.in_channels from '
+                'the config (it is filled in) or make them equal.')
+        if head['out_channels'] != target_generator.out_dims:
+            raise ValueError(
+                f"MVP head out_channels={head['out_channels']} but the teacher "
+                f'embeds into {target_generator.out_dims} dims: drop '
+                'head.out_channels from the config (it is filled in).')
+
+    def _check_patch_grids(self) -> None:
+        student = tuple(self.backbone.patch_resolution)
+        size = self.target_generator.img_size
+        patch = self.target_generator.patch_size
+        teacher = (size // patch, ) * 2
+        if student != teacher:
+            raise ValueError(
+                f'The student sees a {student} patch grid but the teacher '
+                f'({size} px, patch {patch}) a {teacher} grid; Eq. 9 pairs '
+                'tokens one to one. Make backbone.img_size / patch_size give '
+                'the teacher grid (224 px / 16 for CLIP ViT-B/16), or set '
+                'target_generator.model_overrides to resize the teacher.')
+
+    def extract_feat(self, inputs: torch.Tensor):
+        """Backbone features without masking (for analysis and probes)."""
+        return self.backbone(inputs, mask=None)
+
+    def loss(self, inputs: Union[torch.Tensor, List[torch.Tensor]],
+             data_samples: List[DataSample],
+             **kwargs) -> Dict[str, torch.Tensor]:
+        """Eq. 9 between the masked student and the frozen teacher.
+
+        Args:
+            inputs (torch.Tensor | List[torch.Tensor]): Images
+                ``[B, 3, H, W]`` (or a one-view list of them).
+            data_samples (List[DataSample]): Each holds ``mask`` ``[h, w]``.
+
+        Returns:
+            Dict[str, torch.Tensor]: ``{'loss': ...}``.
+        """
+        imgs = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+        mask = torch.stack([ds.mask for ds in data_samples])  # [B, h, w], 1 = masked
+        latent = self.backbone(imgs, mask)[0]  # [B, 1 + M, C]
+        target = self.target_generator(imgs)  # [B, 1 + M, D], no grad
+        loss = self.head.loss(latent, target, mask.flatten(1))
+        return dict(loss=loss)
