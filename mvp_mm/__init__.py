@@ -14,6 +14,6 @@ from .compat import install_mmcv_ops_fallback
 
 install_mmcv_ops_fallback()
 
-from . import datasets, models  # noqa: E402,F401  (register modules)
+from . import datasets, evaluation, models  # noqa: E402,F401  (register)
 
 __version__ = '0.1.0'

@@ -51,6 +51,28 @@ train_dataloader = dict(
         data_root=data_root, split='train', ann_file='',
         pipeline=train_pipeline))
 
+# `tools/test.py CONFIG CKPT`: student-teacher cosine (CLS, masked, visible
+# patches) on the ImageNet val split (val/ + meta/val.txt), centre crops.
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='ResizeEdge', scale=256, edge='short', backend='pillow',
+         interpolation='bicubic'),
+    dict(type='CenterCrop', crop_size=224),
+    dict(type='BlockwiseMaskGenerator', input_size=14,
+         num_masking_patches=75, min_num_patches=16, min_aspect=0.3),
+    dict(type='PackInputs')
+]
+test_dataloader = dict(
+    batch_size=64,
+    num_workers=8,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(type='ImageNet', data_root=data_root, split='val',
+                 pipeline=test_pipeline))
+test_evaluator = dict(type='MVPAlignmentMetric')
+test_cfg = dict()
+
 # ---------------------------------------------------------------- model
 model = dict(
     _delete_=True,

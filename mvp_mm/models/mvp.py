@@ -88,6 +88,15 @@ class MVP(BaseSelfSupervisor):
                 'the teacher grid (224 px / 16 for CLIP ViT-B/16), or set '
                 'target_generator.model_overrides to resize the teacher.')
 
+    def forward(self,
+                inputs: Union[torch.Tensor, List[torch.Tensor]],
+                data_samples: Optional[List[DataSample]] = None,
+                mode: str = 'tensor'):
+        """``'tensor'``, ``'loss'``, or ``'predict'`` (:meth:`predict`)."""
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        return super().forward(inputs, data_samples, mode)
+
     def extract_feat(self, inputs: torch.Tensor):
         """Backbone features without masking (for analysis and probes)."""
         return self.backbone(inputs, mask=None)
@@ -111,3 +120,39 @@ class MVP(BaseSelfSupervisor):
         target = self.target_generator(imgs)  # [B, 1 + M, D], no grad
         loss = self.head.loss(latent, target, mask.flatten(1))
         return dict(loss=loss)
+
+    @torch.no_grad()
+    def alignment(self, imgs: torch.Tensor,
+                  mask: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Student-teacher cosine per image: the health check of a run.
+
+        Args:
+            imgs (torch.Tensor): ``[B, 3, H, W]``, preprocessed.
+            mask (torch.Tensor): ``[B, h, w]``, 1 = masked.
+
+        Returns:
+            Dict[str, torch.Tensor]: ``cls``, ``masked`` and ``visible``
+            mean cosine per image, each ``[B]``.
+        """
+        latent = self.backbone(imgs, mask)[0]  # [B, 1 + M, C]
+        pred = self.head(latent).float()  # [B, 1 + M, D]
+        target = self.target_generator(imgs)  # [B, 1 + M, D]
+        cos = torch.nn.functional.cosine_similarity(pred, target, dim=-1)
+        masked = mask.flatten(1).to(cos.dtype)  # [B, M], 1 = masked
+        patches = cos[:, 1:]
+        return dict(
+            cls=cos[:, 0],
+            masked=(patches * masked).sum(1) / masked.sum(1).clamp(min=1),
+            visible=(patches * (1 - masked)).sum(1) /
+            (1 - masked).sum(1).clamp(min=1))
+
+    def predict(self, inputs: Union[torch.Tensor, List[torch.Tensor]],
+                data_samples: List[DataSample]) -> List[DataSample]:
+        """Attach :meth:`alignment` to each sample as ``alignment``."""
+        imgs = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+        mask = torch.stack([ds.mask for ds in data_samples])  # [B, h, w]
+        scores = self.alignment(imgs, mask)
+        for i, sample in enumerate(data_samples):
+            sample.set_field({k: v[i] for k, v in scores.items()},
+                             'alignment', field_type='metainfo')
+        return data_samples

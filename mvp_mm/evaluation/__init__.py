@@ -1,0 +1,3 @@
+from .alignment_metric import MVPAlignmentMetric
+
+__all__ = ['MVPAlignmentMetric']

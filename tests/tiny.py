@@ -1,0 +1,83 @@
+"""Tiny versions of the real configs, for CPU tests (shared by test files)."""
+import os.path as osp
+
+from mmengine.config import Config
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+PRETRAIN_CFG = osp.join(REPO, 'configs', 'pretrain',
+                        'mvp_vit-b16_300e_in1k.py')
+
+IMG = 64  # 4 x 4 patches of 16 px
+GRID = IMG // 16
+NUM_MASKED = 6
+
+TINY_BACKBONE = dict(
+    arch=dict(_delete_=True, embed_dims=32, num_layers=2, num_heads=2,
+              feedforward_channels=64),
+    img_size=IMG)
+
+# A tiny CLIP ViT (random weights, or a file a test writes).
+TINY_CLIP = dict(
+    embed_dim=16,
+    vision_cfg=dict(image_size=IMG, layers=2, width=32, patch_size=16,
+                    head_width=16),
+    text_cfg=dict(context_length=8, vocab_size=100, width=16, heads=2,
+                  layers=1))
+
+
+def tiny_mask(**kwargs) -> dict:
+    return dict(type='BlockwiseMaskGenerator', input_size=GRID,
+                num_masking_patches=NUM_MASKED, min_num_patches=2, **kwargs)
+
+
+def tiny_pretrain_cfg(data_root: str,
+                      work_dir: str,
+                      config: str = PRETRAIN_CFG,
+                      max_iters: int = 4,
+                      batch_size: int = 4,
+                      clip_pretrained=None) -> Config:
+    """Any pretrain config, shrunk: tiny student and teacher, generated
+    ImageNet-format data under ``data_root/train``, iteration-based loop."""
+    cfg = Config.fromfile(config)
+    pipeline = [
+        dict(type='LoadImageFromFile'),
+        dict(type='RandomResizedCrop', scale=IMG,
+             crop_ratio_range=(0.5, 1.0), backend='pillow'),
+        dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+        tiny_mask(),
+        dict(type='PackInputs')
+    ]
+    cfg.merge_from_dict(dict(
+        work_dir=work_dir,
+        model=dict(
+            backbone=TINY_BACKBONE,
+            target_generator=dict(
+                pretrained=clip_pretrained,
+                model_overrides=TINY_CLIP)),
+        train_dataloader=dict(
+            batch_size=batch_size, num_workers=0, persistent_workers=False,
+            dataset=dict(_delete_=True, type='CustomDataset',
+                         data_root=data_root, data_prefix='train',
+                         pipeline=pipeline)),
+        test_dataloader=dict(
+            batch_size=batch_size, num_workers=0, persistent_workers=False,
+            dataset=dict(_delete_=True, type='CustomDataset',
+                         data_root=data_root, data_prefix='train',
+                         pipeline=[
+                             dict(type='LoadImageFromFile'),
+                             dict(type='CenterCrop', crop_size=IMG),
+                             tiny_mask(),
+                             dict(type='PackInputs')
+                         ])),
+        optim_wrapper=dict(type='OptimWrapper'),
+        param_scheduler=[],
+        train_cfg=dict(_delete_=True, type='IterBasedTrainLoop',
+                       max_iters=max_iters),
+        default_hooks=dict(
+            logger=dict(interval=1),
+            checkpoint=dict(by_epoch=False, interval=max_iters)),
+        log_processor=dict(by_epoch=False),
+        env_cfg=dict(dist_cfg=dict(backend='gloo')),
+    ))
+    cfg.optim_wrapper.pop('loss_scale', None)
+    return cfg
