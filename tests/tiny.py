@@ -1,4 +1,5 @@
 """Tiny versions of the real configs, for CPU tests (shared by test files)."""
+import copy
 import os.path as osp
 
 from mmengine.config import Config
@@ -47,7 +48,7 @@ def tiny_pretrain_cfg(data_root: str,
         tiny_mask(),
         dict(type='PackInputs')
     ]
-    cfg.merge_from_dict(dict(
+    cfg.merge_from_dict(copy.deepcopy(dict(
         work_dir=work_dir,
         model=dict(
             backbone=TINY_BACKBONE,
@@ -78,6 +79,6 @@ def tiny_pretrain_cfg(data_root: str,
             checkpoint=dict(by_epoch=False, interval=max_iters)),
         log_processor=dict(by_epoch=False),
         env_cfg=dict(dist_cfg=dict(backend='gloo')),
-    ))
+    )))
     cfg.optim_wrapper.pop('loss_scale', None)
     return cfg
