@@ -3,7 +3,9 @@ from .frozen_teacher import FrozenTeacher
 from .mvp import MVP
 from .mvp_head import MVPHead
 from .mvp_loss import MVPLoss
+from .timm_target_generator import TimmTargetGenerator
 
 __all__ = [
-    'CLIPTargetGenerator', 'FrozenTeacher', 'MVP', 'MVPHead', 'MVPLoss'
+    'CLIPTargetGenerator', 'FrozenTeacher', 'MVP', 'MVPHead', 'MVPLoss',
+    'TimmTargetGenerator'
 ]

@@ -1,0 +1,152 @@
+"""A frozen vision-only timm ViT as MVP's teacher (the paper's Table 5)."""
+import os.path as osp
+from typing import Optional, Sequence, Union
+
+import timm
+import torch
+from mmengine.logging import MMLogger
+from torch import nn
+
+from mmpretrain.registry import MODELS
+
+from .frozen_teacher import FrozenTeacher
+
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+
+
+@MODELS.register_module()
+class TimmTargetGenerator(FrozenTeacher):
+    """Per-token features of a frozen timm ViT as MVP's targets.
+
+    The ablation of `MVP <https://arxiv.org/abs/2203.05175>`_ §4.4 / Table 5
+    replaces the CLIP tokenizer with a vision-only teacher: "we firstly
+    utilize the ViT-B/16 backbone pre-trained by DINO to extract its visual
+    feature of each token, and then these features are regarded as the
+    prediction target". This class does that for any timm ViT with a class
+    token (DINO ``vit_base_patch16_224.dino`` by default): the target of each
+    token is the output of the last block after the final norm
+    (``forward_features``), CLS first. Extra prefix tokens (registers) are
+    dropped so that token ``i`` matches the student's token ``i``.
+
+    Frozen like :class:`CLIPTargetGenerator` (see :class:`FrozenTeacher`); it
+    receives the student's normalised input and re-normalises it to the
+    model's own ``pretrained_cfg`` mean/std.
+
+    Args:
+        model_name (str): A timm model name with its pretrained tag, e.g.
+            ``'vit_base_patch16_224.dino'``. Defaults to that.
+        pretrained (bool | str | None): ``True``: timm's weights for the tag
+            (downloaded from the Hugging Face hub); a path: a local weight
+            file (``.pth`` / ``.bin`` / ``.safetensors``, timm layout);
+            ``None`` / ``False``: random init (tests only, logged loudly).
+            Defaults to True.
+        model_kwargs (dict, optional): Extra ``timm.create_model`` keyword
+            arguments (e.g. ``img_size`` or a tiny ``embed_dim``/``depth``
+            for tests).
+        bf16_on_gpu (bool): Run the teacher in bfloat16 autocast on CUDA.
+            Defaults to True.
+        init_cfg (dict, optional): Unused; the weights come from timm.
+    """
+
+    def __init__(self,
+                 model_name: str = 'vit_base_patch16_224.dino',
+                 pretrained: Union[bool, str, None] = True,
+                 model_kwargs: Optional[dict] = None,
+                 bf16_on_gpu: bool = True,
+                 init_cfg: Optional[dict] = None) -> None:
+        model = self._build(model_name, pretrained, model_kwargs or {})
+        super().__init__(model, bf16_on_gpu=bf16_on_gpu, init_cfg=init_cfg)
+        self.model_name = model_name
+        self.out_dims = model.num_features
+        self.embed_dims = model.num_features
+        self.patch_size = model.patch_embed.patch_size[0]
+        self.img_size = model.patch_embed.img_size[0]
+        self.num_prefix_tokens = model.num_prefix_tokens
+        cfg = model.pretrained_cfg
+        self.teacher_mean = tuple(255 * m for m in cfg['mean'])
+        self.teacher_std = tuple(255 * s for s in cfg['std'])
+        self.set_input_normalization(IMAGENET_MEAN, IMAGENET_STD)
+
+    @staticmethod
+    def _build(model_name: str, pretrained: Union[bool, str, None],
+               model_kwargs: dict) -> nn.Module:
+        logger = MMLogger.get_current_instance()
+        architecture = model_name.split('.')[0]
+        if not timm.is_model(architecture):
+            raise ValueError(
+                f'Unknown timm model {model_name!r}. List candidates with '
+                "timm.list_models('vit_*', pretrained=True).")
+        kwargs = dict(model_kwargs, num_classes=0)
+        if isinstance(pretrained, str):
+            if not osp.isfile(pretrained):
+                raise FileNotFoundError(
+                    f'Teacher weight file {pretrained!r} does not exist. Set '
+                    'model.target_generator.pretrained to an existing file '
+                    '(timm layout), or to True to download the tag in '
+                    f'{model_name!r}.')
+            kwargs['pretrained_cfg_overlay'] = dict(file=pretrained)
+        elif not pretrained:
+            logger.warning(
+                f'!!! TimmTargetGenerator {model_name} built with '
+                f'pretrained={pretrained}: the teacher is RANDOMLY '
+                'INITIALISED. Use this for tests only.')
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)  # the same random teacher on every rank
+                model = timm.create_model(
+                    model_name, pretrained=bool(pretrained), **kwargs)
+        except Exception as exc:  # network, hub, mismatching file
+            if not pretrained:
+                raise
+            raise RuntimeError(
+                f'Could not load timm weights for {model_name!r} '
+                f'(pretrained={pretrained!r}): {exc}. Without network '
+                'access, download them elsewhere and set '
+                'model.target_generator.pretrained=/path/to/weights.'
+            ) from exc
+        if pretrained:
+            logger.info(f'timm teacher {model_name} loaded with '
+                        f'pretrained={pretrained!r}.')
+        if getattr(model, 'cls_token', None) is None \
+                or not hasattr(model, 'patch_embed'):
+            raise ValueError(
+                f'timm model {model_name!r} has no class token / patch '
+                'embedding, so it gives no CLS + per-patch features; use a '
+                'ViT with a class token (e.g. vit_base_patch16_224.dino).')
+        return model
+
+    def set_input_normalization(self, mean: Sequence[float],
+                                std: Sequence[float]) -> None:
+        """Tell the teacher how its input was normalised.
+
+        Precomputes ``x_teacher = x * scale + shift`` so that
+        ``x_teacher = (x * std + mean - teacher_mean) / teacher_std``.
+
+        Args:
+            mean (Sequence[float]): RGB mean of the input, 0-255 scale.
+            std (Sequence[float]): RGB std of the input, 0-255 scale.
+        """
+        mean, std = torch.tensor(mean), torch.tensor(std)
+        own_mean = torch.tensor(self.teacher_mean)
+        own_std = torch.tensor(self.teacher_std)
+        scale = (std / own_std).view(1, 3, 1, 1)
+        shift = ((mean - own_mean) / own_std).view(1, 3, 1, 1)
+        device = self.teacher_device
+        self.register_buffer('scale', scale.to(device), persistent=False)
+        self.register_buffer('shift', shift.to(device), persistent=False)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Final-norm features of the CLS token and every patch.
+
+        Args:
+            x (torch.Tensor): Images normalised as told by
+                :meth:`set_input_normalization`, ``[B, 3, H, W]``.
+
+        Returns:
+            torch.Tensor: ``[B, 1 + M, D]``; index 0 is CLS.
+        """
+        x = x * self.scale + self.shift  # the teacher's own normalisation
+        tokens = self.teacher.forward_features(x)  # [B, P + M, D]
+        return torch.cat(
+            [tokens[:, :1], tokens[:, self.num_prefix_tokens:]], dim=1)
