@@ -10,9 +10,11 @@ registers into mmpretrain's registries:
 
 Paper: https://arxiv.org/abs/2203.05175
 """
-from .compat import install_mmcv_ops_fallback
+from .compat import (install_mmcv_ops_fallback,
+                     install_runner_checkpoint_safe_globals)
 
 install_mmcv_ops_fallback()
+install_runner_checkpoint_safe_globals()
 
 from . import datasets, evaluation, models  # noqa: E402,F401  (register)
 
