@@ -1,0 +1,78 @@
+"""CLS-query attention maps of the last block, averaged over heads (the MVP
+paper's Figure 3, https://arxiv.org/abs/2203.05175), overlaid on images.
+
+    # an MVP checkpoint
+    python tools/analysis/visualize_attention.py \
+        configs/pretrain/mvp_vit-b16_300e_in1k.py epoch_300.pth \
+        img1.jpg img2.jpg --out work_dirs/attention
+    # side by side with DINO and CLIP, like Fig. 3
+    python tools/analysis/visualize_attention.py \
+        configs/pretrain/mvp_vit-b16_300e_in1k.py epoch_300.pth img1.jpg \
+        --compare timm:vit_base_patch16_224.dino pretrained \
+        --compare open_clip:ViT-B-16-quickgelu openai --out work_dirs/attention
+
+MODEL is a config file, ``timm:NAME`` or ``open_clip:NAME``; CHECKPOINT is
+then a checkpoint file, ``pretrained`` / a file (timm), a tag / a file
+(open_clip), or ``none`` (random weights, for tests). One PNG per image:
+the input, then one overlay per model.
+"""
+import argparse
+import os
+import os.path as osp
+
+from mmengine.config import DictAction
+from mmengine.logging import print_log
+
+import mvp_mm  # noqa: F401  (registers MVP's modules)
+from mvp_mm.analysis import (cls_attention_maps, figure_row,
+                             load_vit_subject, overlay_heatmap)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description='Overlay last-block CLS attention on images')
+    parser.add_argument('model', help='config file, timm:NAME or '
+                        'open_clip:NAME')
+    parser.add_argument('checkpoint', help='weights for MODEL (see above)')
+    parser.add_argument('images', nargs='+', help='image files')
+    parser.add_argument('--out', required=True, help='output folder')
+    parser.add_argument(
+        '--compare', nargs=2, action='append', default=[],
+        metavar=('MODEL', 'CHECKPOINT'),
+        help='another model to show next to the first (repeatable)')
+    parser.add_argument('--size', type=int, default=224,
+                        help='side of each panel in pixels')
+    parser.add_argument('--alpha', type=float, default=0.5,
+                        help='opacity of the heat map')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='overrides for the config file(s)')
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    subjects = [
+        load_vit_subject(model, checkpoint, args.cfg_options)
+        for model, checkpoint in [(args.model, args.checkpoint)] +
+        [tuple(pair) for pair in args.compare]
+    ]
+    os.makedirs(args.out, exist_ok=True)
+    for path in args.images:
+        panels, titles = [], ['input']
+        for subject in subjects:
+            crop, x = subject.prepare(path)
+            heat = cls_attention_maps(subject.forward, subject.attention, x,
+                                      subject.grid,
+                                      subject.num_prefix_tokens)[0]
+            if not panels:
+                panels.append(crop)
+            panels.append(overlay_heatmap(crop, heat, args.alpha))
+            titles.append(subject.name)
+        out = osp.join(args.out,
+                       osp.splitext(osp.basename(path))[0] + '_attention.png')
+        figure_row(panels, titles, args.size).save(out)
+        print_log(f'Wrote {out}', logger='current')
+
+
+if __name__ == '__main__':
+    main()
