@@ -19,7 +19,12 @@ data_preprocessor = dict(
     std=[58.395, 57.12, 57.375],
     to_rgb=True)
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    # Reliability (README "When things go wrong"): per-sample seeds from
+    # SeededSampler make crops and masks after --resume equal an
+    # uninterrupted run's; an unreadable image is an error naming the file
+    # (on_error='skip' skips it, logged and counted).
+    dict(type='ApplySampleSeed'),
+    dict(type='CheckedLoadImageFromFile', on_error='raise'),
     # §3.3.3: "the image resolution of the input is set as 224x224".
     # Scale range and bicubic: BEiT (the paper is silent). BEiT's colour
     # jitter is left out: the teacher sees the student's own pixels.
@@ -47,6 +52,7 @@ train_dataloader = dict(
     # Re-stated without the `_scope_` key that `mmpretrain::` bases add,
     # which mmengine would pass on to the function.
     collate_fn=dict(_delete_=True, type='default_collate'),
+    sampler=dict(type='SeededSampler', shuffle=True),
     dataset=dict(
         data_root=data_root, split='train', ann_file='',
         pipeline=train_pipeline))
@@ -120,7 +126,6 @@ optim_wrapper = dict(
     paramwise_cfg=dict(
         custom_keys={
             '.ln': dict(decay_mult=0.0),
-            '.norm': dict(decay_mult=0.0),
             '.bias': dict(decay_mult=0.0),
             'q_bias': dict(decay_mult=0.0),
             'v_bias': dict(decay_mult=0.0),
@@ -141,8 +146,17 @@ param_scheduler = [
          begin=warmup_epochs, end=max_epochs, convert_to_iter_based=True)
 ]
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
+# Checkpoints are written atomically (a killed save never becomes the one
+# --resume picks); model randomness is re-seeded per iteration; a NaN loss
+# stops the run; a mismatched --resume checkpoint is an error.
 default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3))
+    checkpoint=dict(type='AtomicCheckpointHook', interval=1,
+                    max_keep_ckpts=3))
+custom_hooks = [
+    dict(type='IterationSeedHook'),
+    dict(type='NonFiniteLossHook'),
+    dict(type='StrictCheckpointLoadHook'),
+]
 randomness = dict(seed=0, diff_rank_seed=True)
 # Every student parameter gets a gradient from Eq. 9 (the teacher has none).
 find_unused_parameters = False
