@@ -1,8 +1,6 @@
 """CLS attention maps (paper Fig. 3) and tools/analysis/visualize_attention.py."""
 import glob
 import os.path as osp
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,7 +13,7 @@ from mmpretrain.registry import MODELS
 from mvp_mm.analysis import (cls_attention_maps, from_mmpretrain_config,
                              from_open_clip, from_timm, overlay_heatmap)
 from mvp_mm.utils import make_imagenet_folder
-from tiny import GRID, IMG, REPO, TINY_CLIP, tiny_pretrain_cfg
+from tiny import GRID, IMG, TINY_CLIP, run_tool, tiny_pretrain_cfg
 
 TINY_VIT = dict(img_size=IMG, embed_dim=32, depth=2, num_heads=2)
 
@@ -139,12 +137,9 @@ def test_visualize_attention_tool_writes_side_by_side_png(mvp_files,
     make_imagenet_folder(str(tmp_path / 'imgs'), 1, 2, 96)
     images = sorted(glob.glob(str(tmp_path / 'imgs' / '*' / '*' / '*.JPEG')))
     out = tmp_path / 'out'
-    subprocess.run([
-        sys.executable,
-        osp.join(REPO, 'tools', 'analysis', 'visualize_attention.py'), config,
-        checkpoint, *images, '--out', str(out), '--size', '96',
-        '--compare', 'timm:vit_base_patch16_224.dino', 'none'
-    ], check=True, cwd=str(tmp_path))
+    run_tool('analysis/visualize_attention.py', config, checkpoint, *images,
+             '--out', out, '--size', 96,
+             '--compare', 'timm:vit_base_patch16_224.dino', 'none')
     pngs = sorted(glob.glob(str(out / '*_attention.png')))
     assert len(pngs) == 2
     figure = np.asarray(Image.open(pngs[0]).convert('RGB'))

@@ -1,8 +1,6 @@
 """tools/export_timm.py: an MVP backbone as timm's BEiT, same features."""
 import json
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 import timm
@@ -13,7 +11,7 @@ from timm.models.beit import gen_relative_position_index
 
 from mmpretrain.registry import MODELS
 from mvp_mm.export import mmpretrain_beit_to_timm
-from tiny import IMG, PRETRAIN_CFG, REPO
+from tiny import IMG, PRETRAIN_CFG, run_tool
 
 TINY_ARCH = dict(embed_dims=32, num_layers=2, num_heads=2,
                  feedforward_channels=64)
@@ -38,8 +36,7 @@ def test_exported_backbone_gives_the_same_features_in_timm(tmp_path):
     state['head.fc.weight'] = torch.zeros(16, 32)  # ignored, not backbone
     torch.save(dict(meta=dict(), state_dict=state), checkpoint)
     out = str(tmp_path / 'mvp_tiny.safetensors')
-    subprocess.run([sys.executable, osp.join(REPO, 'tools', 'export_timm.py'),
-                    checkpoint, out], check=True, cwd=str(tmp_path))
+    run_tool('export_timm.py', checkpoint, out)
 
     with safe_open(out, 'pt') as f:
         meta = f.metadata()

@@ -1,6 +1,9 @@
 """Tiny versions of the real configs, for CPU tests (shared by test files)."""
 import copy
 import os.path as osp
+import runpy
+import sys
+from unittest import mock
 
 from mmengine.config import Config
 
@@ -82,3 +85,11 @@ def tiny_pretrain_cfg(data_root: str,
     )))
     cfg.optim_wrapper.pop('loss_scale', None)
     return cfg
+
+
+def run_tool(relative_path: str, *args: str) -> None:
+    """Run ``tools/<relative_path>`` as ``__main__`` with ``args``, in this
+    process (the libraries are imported once for the whole test session)."""
+    path = osp.join(REPO, 'tools', relative_path)
+    with mock.patch.object(sys, 'argv', [path, *map(str, args)]):
+        runpy.run_path(path, run_name='__main__')

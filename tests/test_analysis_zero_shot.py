@@ -1,0 +1,145 @@
+"""Zero-shot probes: MVP (and its CLIP teacher) + CLIP's text tower."""
+import json
+import os
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mmpretrain.models import SelfSupDataPreprocessor
+from mmpretrain.registry import MODELS
+from mvp_mm.analysis.zero_shot import (ade20k_loader, imagenet_class_names,
+                                       imagenet_loader, mvp_token_encoders,
+                                       zero_shot_classification,
+                                       zero_shot_segmentation)
+from tiny import IMG, run_tool, tiny_pretrain_cfg
+
+COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]  # class c: channel c
+# A tiny CLIP whose text tower takes open_clip's real tokenizer output.
+TINY_CLIP_WITH_TEXT = dict(
+    embed_dim=16,
+    vision_cfg=dict(image_size=IMG, layers=1, width=32, patch_size=16,
+                    head_width=16),
+    text_cfg=dict(context_length=77, vocab_size=49408, width=16, heads=2,
+                  layers=1))
+
+
+def write_colour_imagenet(root):
+    """Class folders whose images are one flat colour each."""
+    for index, colour in enumerate(COLOURS):
+        folder = osp.join(root, f'class_{index}')
+        os.makedirs(folder)
+        for i in range(2):
+            Image.new('RGB', (80, 96), colour).save(
+                osp.join(folder, f'{i}.JPEG'), quality=95)
+
+
+def write_colour_ade20k(root, size=96):
+    """ADE20K layout; left half colour a (label a + 1), right half colour b,
+    a top strip labelled 0 ("other", ignored)."""
+    os.makedirs(osp.join(root, 'images', 'validation'))
+    os.makedirs(osp.join(root, 'annotations', 'validation'))
+    for i, (a, b) in enumerate([(0, 2), (1, 0)]):
+        image = np.zeros((size, size, 3), np.uint8)
+        image[:, :size // 2] = COLOURS[a]
+        image[:, size // 2:] = COLOURS[b]
+        label = np.zeros((size, size), np.uint8)
+        label[:, :size // 2] = a + 1
+        label[:, size // 2:] = b + 1
+        label[:8] = 0
+        name = f'ADE_val_{i:08d}'
+        Image.fromarray(image).save(
+            osp.join(root, 'images', 'validation', name + '.jpg'), quality=95)
+        Image.fromarray(label).save(
+            osp.join(root, 'annotations', 'validation', name + '.png'))
+
+
+def colour_encoder(images):
+    """Tokens = one-hot of each patch's dominant channel (CLS: the image's).
+
+    With an identity text classifier this predicts exactly the colour class.
+    """
+    B, _, H, W = images.shape
+    patches = images.unfold(2, 16, 16).unfold(3, 16, 16)  # [B,3,h,w,16,16]
+    means = patches.mean((-1, -2)).flatten(2).transpose(1, 2)  # [B, M, 3]
+    tokens = torch.cat([images.mean((2, 3))[:, None], means], 1)
+    onehot = torch.nn.functional.one_hot(tokens.argmax(-1), 150)
+    return onehot.float()  # [B, 1 + M, 150]
+
+
+def preprocessor():
+    return SelfSupDataPreprocessor(mean=[0, 0, 0], std=[1, 1, 1],
+                                   to_rgb=True)
+
+
+def test_classification_scores_the_cls_token(tmp_path):
+    write_colour_imagenet(str(tmp_path / 'val'))
+    loader = imagenet_loader(str(tmp_path / 'val'), ['r', 'g', 'b'], IMG,
+                             batch_size=4, num_workers=0)
+    classifier = torch.eye(150)[:3]  # [K=3, D]
+    results = zero_shot_classification(
+        dict(right=colour_encoder,
+             wrong=lambda x: colour_encoder(x).roll(1, dims=-1)),
+        classifier, loader, preprocessor())
+    assert results['right']['top1'] == pytest.approx(100.0)
+    assert results['wrong']['top1'] == pytest.approx(0.0)
+    assert set(results['right']) == {'top1'}  # 3 classes: no top-5
+
+
+def test_segmentation_miou_from_patch_tokens(tmp_path):
+    write_colour_ade20k(str(tmp_path / 'ade'))
+    loader = ade20k_loader(str(tmp_path / 'ade'), IMG, batch_size=2,
+                           num_workers=0)
+    names = [f'class{i}' for i in range(150)]
+    results = zero_shot_segmentation(
+        dict(right=colour_encoder,
+             left=lambda x: colour_encoder(x.flip(-1))), torch.eye(150),
+        loader, preprocessor(), names)
+    # Patch-aligned halves: exact after bilinear upsampling of the scores.
+    assert results['right']['mIoU'] == pytest.approx(100.0)
+    assert results['right']['aAcc'] == pytest.approx(100.0)
+    assert results['left']['mIoU'] < 50.0
+
+
+def test_imagenet_wordnet_ids_map_to_clip_names():
+    assert imagenet_class_names(['n01440764', 'n01443537']) == \
+        ['tench', 'goldfish']
+    with pytest.raises(ValueError, match='--class-names'):
+        imagenet_class_names(['class_0'])
+
+
+def test_zero_shot_needs_a_clip_teacher(tmp_path):
+    cfg = tiny_pretrain_cfg(str(tmp_path), str(tmp_path))
+    cfg.model.target_generator = dict(
+        type='TimmTargetGenerator', pretrained=None,
+        model_kwargs=dict(img_size=IMG, embed_dim=16, depth=1, num_heads=2))
+    with pytest.raises(ValueError, match='CLIP teacher'):
+        mvp_token_encoders(MODELS.build(cfg.model))
+
+
+def test_zero_shot_tool_compares_mvp_and_clip(tmp_path):
+    write_colour_imagenet(str(tmp_path / 'val'))
+    write_colour_ade20k(str(tmp_path / 'ade'))
+    names = tmp_path / 'names.txt'
+    names.write_text('red\ngreen\nblue\n')
+    cfg = tiny_pretrain_cfg(str(tmp_path / 'val'), str(tmp_path / 'work'))
+    cfg.model.target_generator.model_overrides = TINY_CLIP_WITH_TEXT
+    config = str(tmp_path / 'tiny_mvp.py')
+    cfg.dump(config)
+    cfg.model.data_preprocessor = cfg.data_preprocessor
+    model = MODELS.build(cfg.model)
+    checkpoint = str(tmp_path / 'iter_4.pth')
+    torch.save(dict(state_dict=model.state_dict()), checkpoint)
+    out = str(tmp_path / 'zero_shot.json')
+    run_tool('analysis/zero_shot.py', config, checkpoint,
+             '--imagenet', tmp_path / 'val', '--class-names', names,
+             '--ade20k', tmp_path / 'ade', '--templates', 'simple',
+             '--num-workers', 0, '--out', out)
+    with open(out) as f:
+        results = json.load(f)
+    for encoder in ('mvp', 'clip'):
+        assert 0.0 <= results['imagenet'][encoder]['top1'] <= 100.0
+        assert 0.0 <= results['ade20k'][encoder]['aAcc'] <= 100.0
+        assert 0.0 <= results['ade20k'][encoder]['mIoU'] <= 100.0

@@ -1,0 +1,109 @@
+"""Zero-shot classification / segmentation of an MVP checkpoint and its CLIP
+teacher, in one run (no fine-tuning; see mvp_mm/analysis/zero_shot.py).
+
+    python tools/analysis/zero_shot.py \
+        configs/pretrain/mvp_vit-b16_300e_in1k.py epoch_300.pth \
+        --imagenet data/imagenet/val --ade20k data/ade/ADEChallengeData2016 \
+        --out work_dirs/zero_shot.json
+
+``--imagenet`` is a folder of class folders (WordNet ids, or any names with
+``--class-names FILE``); ``--ade20k`` an ADE20K root (images/validation,
+annotations/validation). CLIP's text tower is built from the config's
+``model.target_generator`` (same name and weights as the teacher).
+"""
+import argparse
+import json
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
+from open_clip.zero_shot_metadata import (OPENAI_IMAGENET_TEMPLATES,
+                                          SIMPLE_IMAGENET_TEMPLATES)
+
+from mmpretrain.registry import MODELS
+from mvp_mm.analysis import load_state_dict
+from mvp_mm.analysis.zero_shot import (ADE20K_CLASSES, ade20k_loader,
+                                       build_text_model, class_folders,
+                                       imagenet_class_names,
+                                       imagenet_loader, mvp_token_encoders,
+                                       read_class_names, text_classifier,
+                                       zero_shot_classification,
+                                       zero_shot_segmentation)
+
+TEMPLATES = dict(openai=OPENAI_IMAGENET_TEMPLATES,
+                 simple=SIMPLE_IMAGENET_TEMPLATES)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description='Zero-shot probes of an MVP checkpoint vs its teacher')
+    parser.add_argument('config', help='MVP pre-training config')
+    parser.add_argument('checkpoint', help='MVP pre-training checkpoint')
+    parser.add_argument('--imagenet', help='ImageNet-format class folders')
+    parser.add_argument('--class-names',
+                        help='one class name per line, sorted folder order')
+    parser.add_argument('--ade20k', help='ADE20K root')
+    parser.add_argument('--encoders', nargs='+', default=['mvp', 'clip'],
+                        choices=['mvp', 'clip'], help='what to evaluate')
+    parser.add_argument('--templates', default='openai',
+                        choices=sorted(TEMPLATES),
+                        help="prompt ensemble: CLIP's 80 or 2 simple ones")
+    parser.add_argument('--max-images', type=int,
+                        help='only the first N images of each set')
+    parser.add_argument('--batch-size', type=int, default=64)
+    parser.add_argument('--num-workers', type=int, default=4)
+    parser.add_argument(
+        '--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--out', help='write the results to this json file')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='config overrides, e.g. '
+                        'model.target_generator.pretrained=/path/clip.pt')
+    args = parser.parse_args()
+    if not (args.imagenet or args.ade20k):
+        parser.error('give --imagenet and/or --ade20k')
+    return args
+
+
+def main():
+    args = parse_args()
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.model.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
+    model = MODELS.build(cfg.model)
+    model.load_state_dict(load_state_dict(args.checkpoint), strict=True)
+    model.to(args.device).eval()
+    encoders = {k: v for k, v in mvp_token_encoders(model).items()
+                if k in args.encoders}
+    teacher = cfg.model.target_generator
+    text_model = build_text_model(teacher)
+    img_size = model.target_generator.img_size
+    templates = TEMPLATES[args.templates]
+    results = {}
+    if args.imagenet:
+        names = read_class_names(args.class_names) if args.class_names \
+            else imagenet_class_names(class_folders(args.imagenet))
+        classifier = text_classifier(text_model, teacher.model_name, names,
+                                     templates, args.device)
+        loader = imagenet_loader(args.imagenet, names, img_size,
+                                 args.batch_size, args.num_workers,
+                                 args.max_images)
+        results['imagenet'] = zero_shot_classification(
+            encoders, classifier, loader, model.data_preprocessor)
+    if args.ade20k:
+        names = ADE20K_CLASSES
+        classifier = text_classifier(text_model, teacher.model_name, names,
+                                     templates, args.device)
+        loader = ade20k_loader(args.ade20k, img_size, args.batch_size,
+                               args.num_workers, args.max_images)
+        results['ade20k'] = zero_shot_segmentation(
+            encoders, classifier, loader, model.data_preprocessor, names)
+    print_log(f'Zero-shot results: {json.dumps(results, indent=2)}',
+              logger='current')
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == '__main__':
+    main()
