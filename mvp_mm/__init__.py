@@ -16,6 +16,7 @@ from .compat import (install_mmcv_ops_fallback,
 install_mmcv_ops_fallback()
 install_runner_checkpoint_safe_globals()
 
-from . import datasets, evaluation, models  # noqa: E402,F401  (register)
+# Registration (and the datasets' / engine's public names).
+from . import datasets, engine, evaluation, models  # noqa: E402,F401
 
 __version__ = '0.1.0'

@@ -16,6 +16,8 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mvp_mm  # noqa: F401  (compatibility layers + registration)
+from mvp_mm.datasets import check_dataset_folders
+from mvp_mm.engine import resolve_resume
 
 
 def parse_args():
@@ -95,6 +97,10 @@ def main():
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
     amp_fallback_on_cpu(cfg)
+    # Clear errors before anything is built: a resume checkpoint that is
+    # missing or truncated, a data root that is missing or empty.
+    resolve_resume(cfg)
+    check_dataset_folders(cfg.train_dataloader.dataset)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg \
         else RUNNERS.build(cfg)
     runner.train()

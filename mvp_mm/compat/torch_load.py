@@ -76,8 +76,8 @@ def runner_checkpoint_globals() -> List[Tuple[Any, str]]:
     dtype_classes = dict.fromkeys(type(np.dtype(t)) for t in NUMERIC_DTYPES)
     for dtype_class in dtype_classes:
         if dtype_class is not np.dtype:  # numpy < 1.25 has no dtype classes
-            entries.append((dtype_class,
-                            f'{dtype_class.__module__}.{dtype_class.__name__}'))
+            name = f'{dtype_class.__module__}.{dtype_class.__name__}'
+            entries.append((dtype_class, name))
     for module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
         entries.append((multiarray._reconstruct, f'{module}._reconstruct'))
         entries.append((multiarray.scalar, f'{module}.scalar'))

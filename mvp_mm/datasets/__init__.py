@@ -1,3 +1,9 @@
-from .transforms import BlockwiseMaskGenerator
+from .data_root_check import check_dataset_folders
+from .samplers import SeededIndex, SeededSampler
+from .transforms import (ApplySampleSeed, BlockwiseMaskGenerator,
+                         CheckedLoadImageFromFile)
 
-__all__ = ['BlockwiseMaskGenerator']
+__all__ = [
+    'ApplySampleSeed', 'BlockwiseMaskGenerator', 'CheckedLoadImageFromFile',
+    'SeededIndex', 'SeededSampler', 'check_dataset_folders'
+]

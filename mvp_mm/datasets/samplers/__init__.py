@@ -1,0 +1,3 @@
+from .seeded_sampler import SeededIndex, SeededSampler
+
+__all__ = ['SeededIndex', 'SeededSampler']

@@ -1,0 +1,122 @@
+"""Checkpoints that a killed process can never leave half-written."""
+import os
+import os.path as osp
+from typing import List
+
+from mmengine.dist import is_main_process
+from mmengine.fileio import LocalBackend
+from mmengine.hooks import CheckpointHook
+
+from mmpretrain.registry import HOOKS
+
+PARTIAL_SUFFIX = '.partial'
+
+
+def fsync_path(path: str) -> None:
+    """Flush a file (or a directory entry) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_text_atomically(path: str, text: str) -> None:
+    """Replace ``path`` by a file holding ``text``, all or nothing."""
+    partial = path + PARTIAL_SUFFIX
+    with open(partial, 'w') as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(partial, path)
+
+
+@HOOKS.register_module()
+class AtomicCheckpointHook(CheckpointHook):
+    """mmengine's ``CheckpointHook``, safe against being killed mid-save.
+
+    Part of the training tooling of `MVP: Multimodality-guided Visual
+    Pre-training <https://arxiv.org/abs/2203.05175>`_, whose runs last days
+    on shared clusters where jobs get killed. mmengine writes
+    ``iter_N.pth`` in place, deletes the oldest kept checkpoint *before*
+    writing the new one, and rewrites ``last_checkpoint`` in place. A job
+    killed at the wrong moment leaves a truncated ``iter_N.pth``, an empty
+    ``last_checkpoint``, or (``max_keep_ckpts=1``) no complete checkpoint.
+    Here, for checkpoints on a local or network file system:
+
+    1. the checkpoint is written to ``iter_N.pth.partial``, fsynced, then
+       renamed to ``iter_N.pth`` (``os.replace`` is atomic on POSIX);
+    2. ``last_checkpoint`` is replaced atomically, only after that rename,
+       so it only ever names a complete file;
+    3. checkpoints beyond ``max_keep_ckpts`` are deleted only after that.
+
+    ``*.partial`` files left by a killed run are removed when training
+    starts. Other storage backends (e.g. object stores, which have no
+    rename) fall back to mmengine's behaviour. Same arguments as
+    ``CheckpointHook``
+    (https://github.com/open-mmlab/mmengine/blob/v0.10.7/mmengine/hooks/checkpoint_hook.py).
+    """
+
+    def _is_local(self) -> bool:
+        return isinstance(self.file_backend, LocalBackend)
+
+    def before_train(self, runner) -> None:
+        """Resolve the output folder; drop ``*.partial`` left by a kill."""
+        super().before_train(runner)
+        if not (self._is_local() and is_main_process()
+                and osp.isdir(self.out_dir)):
+            return
+        for name in sorted(os.listdir(self.out_dir)):
+            if name.endswith(PARTIAL_SUFFIX):
+                runner.logger.warning(
+                    f'Removing {name}: an unfinished checkpoint write from a '
+                    'run that was killed while saving.')
+                os.remove(osp.join(self.out_dir, name))
+
+    def _save_checkpoint_with_step(self, runner, step, meta) -> None:
+        if not self._is_local():
+            super()._save_checkpoint_with_step(runner, step, meta)
+            return
+        expired = self._update_kept_steps(runner, step)
+        ckpt_filename = self.filename_tmpl.format(step)
+        self.last_ckpt = self.file_backend.join_path(self.out_dir,
+                                                     ckpt_filename)
+        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
+        runner.save_checkpoint(
+            self.out_dir,
+            ckpt_filename + PARTIAL_SUFFIX,
+            self.file_client_args,
+            save_optimizer=self.save_optimizer,
+            save_param_scheduler=self.save_param_scheduler,
+            meta=meta,
+            by_epoch=self.by_epoch,
+            backend_args=self.backend_args,
+            **self.args)
+        if not is_main_process():
+            return
+        partial = self.last_ckpt + PARTIAL_SUFFIX
+        fsync_path(partial)
+        os.replace(partial, self.last_ckpt)
+        fsync_path(self.out_dir)
+        write_text_atomically(
+            osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
+        for path in expired:
+            if osp.isfile(path):
+                os.remove(path)
+
+    def _update_kept_steps(self, runner, step: int) -> List[str]:
+        """mmengine's ``max_keep_ckpts`` bookkeeping; returns the paths to
+        delete once the new checkpoint is safely on disk."""
+        if self.max_keep_ckpts <= 0 or (self.keep_ckpt_ids
+                                        and self.keep_ckpt_ids[-1] == step):
+            return []
+        expired = []
+        if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
+            old_step = self.keep_ckpt_ids.popleft()
+            expired.append(
+                self.file_backend.join_path(
+                    self.out_dir, self.filename_tmpl.format(old_step)))
+        self.keep_ckpt_ids.append(step)
+        runner.message_hub.update_info('keep_ckpt_ids',
+                                       list(self.keep_ckpt_ids))
+        return expired

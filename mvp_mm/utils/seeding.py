@@ -1,0 +1,32 @@
+"""Seeds derived from keys, so that randomness depends on *where* a run is
+(epoch, sample, iteration), never on how it got there."""
+import random
+
+import numpy as np
+import torch
+
+
+def derive_seed(*keys: int) -> int:
+    """A 32-bit seed that is a pure function of ``keys``.
+
+    Uses numpy's ``SeedSequence``, which decorrelates nearby keys
+    (https://numpy.org/doc/stable/reference/random/bit_generators/generated/numpy.random.SeedSequence.html).
+
+    Args:
+        *keys (int): Non-negative integers, e.g. ``(seed, rank, iteration)``.
+
+    Returns:
+        int: A seed in ``[0, 2**32)``.
+    """
+    return int(np.random.SeedSequence(keys).generate_state(1)[0])
+
+
+def seed_global_rngs(seed: int) -> None:
+    """Seed Python's ``random``, numpy's global RNG and torch (all devices).
+
+    Args:
+        seed (int): A seed in ``[0, 2**32)``.
+    """
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
