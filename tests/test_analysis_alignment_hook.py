@@ -5,6 +5,7 @@ import json
 import pytest
 from mmengine.runner import Runner
 
+from mvp_mm.analysis import load_state_dict
 from mvp_mm.engine import MVPAlignmentHook
 from mvp_mm.utils import make_imagenet_folder
 from tiny import tiny_pretrain_cfg
@@ -62,6 +63,11 @@ def test_hook_logs_held_out_alignment_and_leaves_training_alone(tmp_path):
     # Fixed held-out masks: evaluations are comparable over time.
     assert hook.evaluate(hooked.model) == first
     assert first['alignment/cls'] == evaluations[1]['alignment/cls']
+
+    # The analysis tools read the run's checkpoint (message hub and all)
+    # weights-only.
+    weights = load_state_dict(str(tmp_path / 'hooked' / 'iter_4.pth'))
+    assert set(weights) == set(hooked.model.state_dict())
 
 
 def test_hook_rejects_a_zero_interval():

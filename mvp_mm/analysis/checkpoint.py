@@ -8,11 +8,10 @@ import torch
 def load_state_dict(path: str) -> Dict[str, torch.Tensor]:
     """The ``state_dict`` of an mmengine checkpoint (or a bare state dict).
 
-    A Runner checkpoint also pickles its message hub (mmengine's
-    ``HistoryBuffer``, numpy arrays), which torch>=2.6's default
-    ``torch.load(weights_only=True)`` refuses; it is read here with
-    ``weights_only=False``, as mmengine itself did before torch 2.6, so only
-    open checkpoints you trust (your own runs).
+    Loads weights-only: a Runner checkpoint's message hub (mmengine's
+    ``HistoryBuffer``, numpy arrays) is readable because ``import mvp_mm``
+    allow-lists exactly those globals
+    (:func:`mvp_mm.compat.install_runner_checkpoint_safe_globals`).
 
     Args:
         path (str): A ``.pth`` file.
@@ -27,5 +26,5 @@ def load_state_dict(path: str) -> Dict[str, torch.Tensor]:
         raise FileNotFoundError(
             f'Checkpoint {path!r} does not exist; pass the .pth file that '
             'tools/train.py wrote (e.g. work_dirs/<config>/epoch_300.pth).')
-    checkpoint = torch.load(path, map_location='cpu', weights_only=False)
+    checkpoint = torch.load(path, map_location='cpu', weights_only=True)
     return checkpoint.get('state_dict', checkpoint)
