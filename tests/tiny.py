@@ -29,6 +29,17 @@ TINY_CLIP = dict(
                   layers=1))
 
 
+# A tiny timm ViT teacher (TimmTargetGenerator's model_kwargs).
+TINY_VIT = dict(img_size=IMG, embed_dim=24, depth=2, num_heads=2)
+
+
+def tiny_teacher(teacher_type: str, clip_pretrained=None) -> dict:
+    """Overrides that shrink a target generator of the given type."""
+    if teacher_type == 'TimmTargetGenerator':
+        return dict(pretrained=None, model_kwargs=TINY_VIT)
+    return dict(pretrained=clip_pretrained, model_overrides=TINY_CLIP)
+
+
 def tiny_mask(**kwargs) -> dict:
     return dict(type='BlockwiseMaskGenerator', input_size=GRID,
                 num_masking_patches=NUM_MASKED, min_num_patches=2, **kwargs)
@@ -43,6 +54,7 @@ def tiny_pretrain_cfg(data_root: str,
     """Any pretrain config, shrunk: tiny student and teacher, generated
     ImageNet-format data under ``data_root/train``, iteration-based loop."""
     cfg = Config.fromfile(config)
+    teacher = tiny_teacher(cfg.model.target_generator.type, clip_pretrained)
     pipeline = [
         dict(type='LoadImageFromFile'),
         dict(type='RandomResizedCrop', scale=IMG,
@@ -55,9 +67,7 @@ def tiny_pretrain_cfg(data_root: str,
         work_dir=work_dir,
         model=dict(
             backbone=TINY_BACKBONE,
-            target_generator=dict(
-                pretrained=clip_pretrained,
-                model_overrides=TINY_CLIP)),
+            target_generator=teacher),
         train_dataloader=dict(
             batch_size=batch_size, num_workers=0, persistent_workers=False,
             dataset=dict(_delete_=True, type='CustomDataset',
