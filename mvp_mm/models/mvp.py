@@ -87,6 +87,31 @@ class MVP(BaseSelfSupervisor):
                 'tokens one to one. Make backbone.img_size / patch_size give '
                 'the teacher grid (224 px / 16 for CLIP ViT-B/16), or set '
                 'target_generator.model_overrides to resize the teacher.')
+        if size % patch:
+            raise ValueError(
+                f'Input size {size} px is not divisible by the patch size '
+                f'{patch}: the last {size % patch} px of every row and column '
+                f'would be dropped. Use a multiple of {patch} (224 for '
+                'ViT-B/16) for backbone.img_size, the teacher and the crops.')
+        student_px = tuple(getattr(self.backbone, 'img_size', (size, size)))
+        if student_px != (size, size):
+            raise ValueError(
+                f'The student is built for {student_px} px input but the '
+                f'teacher for {size} px, and both see the same images. Make '
+                'backbone.img_size equal the teacher input size (CLIP: '
+                'target_generator.model_overrides.vision_cfg.image_size).')
+
+    def _check_inputs(self, imgs: torch.Tensor, mask: torch.Tensor) -> None:
+        size = tuple(getattr(self.backbone, 'img_size', imgs.shape[-2:]))
+        grid = tuple(self.backbone.patch_resolution)
+        if tuple(imgs.shape[-2:]) != size or tuple(mask.shape[-2:]) != grid:
+            raise ValueError(
+                f'MVP is built for {size} px images and {grid} masks, but got '
+                f'{tuple(imgs.shape[-2:])} px images and '
+                f'{tuple(mask.shape[-2:])} masks. Make the pipeline crop '
+                '(RandomResizedCrop scale / CenterCrop crop_size) equal '
+                'model.backbone.img_size, and BlockwiseMaskGenerator '
+                'input_size equal img_size // patch_size.')
 
     def forward(self,
                 inputs: Union[torch.Tensor, List[torch.Tensor]],
@@ -116,6 +141,7 @@ class MVP(BaseSelfSupervisor):
         """
         imgs = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
         mask = torch.stack([ds.mask for ds in data_samples])  # [B, h, w], 1 = masked
+        self._check_inputs(imgs, mask)
         latent = self.backbone(imgs, mask)[0]  # [B, 1 + M, C]
         target = self.target_generator(imgs)  # [B, 1 + M, D], no grad
         loss = self.head.loss(latent, target, mask.flatten(1))
@@ -134,6 +160,7 @@ class MVP(BaseSelfSupervisor):
             Dict[str, torch.Tensor]: ``cls``, ``masked`` and ``visible``
             mean cosine per image, each ``[B]``.
         """
+        self._check_inputs(imgs, mask)
         latent = self.backbone(imgs, mask)[0]  # [B, 1 + M, C]
         pred = self.head(latent).float()  # [B, 1 + M, D]
         target = self.target_generator(imgs)  # [B, 1 + M, D]
