@@ -1,4 +1,5 @@
 """CLS-query attention of a ViT's last block (the paper's Figure 3)."""
+import textwrap
 from typing import Callable, Sequence, Tuple
 
 import matplotlib
@@ -125,14 +126,15 @@ def overlay_heatmap(image: np.ndarray,
 def figure_row(panels: Sequence[np.ndarray],
                titles: Sequence[str],
                size: int = 224,
-               title_height: int = 16) -> Image.Image:
-    """Panels side by side, each resized to ``size`` and titled above.
+               title_height: int = 26) -> Image.Image:
+    """Panels side by side, each resized to ``size``, titled above (up to two
+    lines).
 
     Args:
         panels (Sequence[np.ndarray]): ``[H, W, 3]`` uint8 RGB images.
         titles (Sequence[str]): One per panel.
         size (int): Side of each panel. Defaults to 224.
-        title_height (int): Height of the title strip. Defaults to 16.
+        title_height (int): Height of the title strip. Defaults to 26.
 
     Returns:
         Image.Image: ``(len(panels) * size) x (size + title_height)`` RGB.
@@ -144,5 +146,7 @@ def figure_row(panels: Sequence[np.ndarray],
         canvas.paste(
             Image.fromarray(panel).resize((size, size), Image.BICUBIC),
             (index * size, title_height))
-        draw.text((index * size + 2, 2), title[:size // 6], fill='black')
+        lines = textwrap.wrap(title, width=max(1, size // 6))[:2]
+        draw.multiline_text((index * size + 2, 1), '\n'.join(lines),
+                            fill='black', spacing=2)
     return canvas

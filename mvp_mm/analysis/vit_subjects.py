@@ -71,10 +71,12 @@ class ViTSubject:
         return crop, (x - mean) / std
 
 
-def _random_init_warning(name: str) -> None:
+def _random_init(name: str) -> str:
+    """Warn loudly; the name to show, marked as random."""
     MMLogger.get_current_instance().warning(
         f'!!! {name} has RANDOMLY INITIALISED weights (checkpoint '
         f'{NO_WEIGHTS!r}): its attention means nothing. Use for tests only.')
+    return f'{name} (random init)'
 
 
 def from_mmpretrain_config(config: str,
@@ -98,7 +100,7 @@ def from_mmpretrain_config(config: str,
     backbone = MODELS.build(cfg.model.backbone)
     name = osp.splitext(osp.basename(config))[0]
     if checkpoint == NO_WEIGHTS:
-        _random_init_warning(name)
+        name = _random_init(name)
     else:
         weights = {k[len('backbone.'):]: v
                    for k, v in load_state_dict(checkpoint).items()
@@ -140,8 +142,9 @@ def from_timm(model_name: str,
         model_kwargs (dict, optional): Extra ``timm.create_model`` kwargs.
     """
     kwargs = dict(model_kwargs or {}, num_classes=0)
+    name = model_name
     if checkpoint == NO_WEIGHTS:
-        _random_init_warning(model_name)
+        name = _random_init(model_name)
     elif checkpoint != 'pretrained':
         if not osp.isfile(checkpoint):
             raise FileNotFoundError(f'{checkpoint!r} does not exist.')
@@ -150,7 +153,7 @@ def from_timm(model_name: str,
         model_name, pretrained=checkpoint != NO_WEIGHTS, **kwargs).eval()
     cfg = model.pretrained_cfg
     return ViTSubject(
-        name=model_name,
+        name=name,
         model=model,
         forward=model.forward_features,
         attention=model.blocks[-1].attn,
@@ -172,13 +175,14 @@ def from_open_clip(model_name: str,
             Defaults to ``'openai'``.
         model_overrides (dict, optional): Model config overrides.
     """
+    name = f'{model_name} ({checkpoint})'
     if checkpoint == NO_WEIGHTS:
-        _random_init_warning(model_name)
+        name = _random_init(model_name)
     visual = open_clip.create_model(
         model_name, pretrained=None if checkpoint == NO_WEIGHTS else checkpoint,
         **(model_overrides or {})).visual.eval()
     return ViTSubject(
-        name=f'{model_name} ({checkpoint})',
+        name=name,
         model=visual,
         forward=visual,
         attention=visual.transformer.resblocks[-1].attn,
