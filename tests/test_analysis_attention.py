@@ -1,6 +1,5 @@
-"""CLS attention maps (paper Fig. 3) and tools/analysis/visualize_attention.py."""
+"""CLS attention maps (paper Fig. 3), tools/analysis/visualize_attention.py."""
 import glob
-import os.path as osp
 
 import numpy as np
 import pytest

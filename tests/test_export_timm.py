@@ -1,6 +1,5 @@
 """tools/export_timm.py: an MVP backbone as timm's BEiT, same features."""
 import json
-import os.path as osp
 
 import pytest
 import timm

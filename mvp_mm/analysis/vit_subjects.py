@@ -178,9 +178,9 @@ def from_open_clip(model_name: str,
     name = f'{model_name} ({checkpoint})'
     if checkpoint == NO_WEIGHTS:
         name = _random_init(model_name)
-    visual = open_clip.create_model(
-        model_name, pretrained=None if checkpoint == NO_WEIGHTS else checkpoint,
-        **(model_overrides or {})).visual.eval()
+    pretrained = None if checkpoint == NO_WEIGHTS else checkpoint
+    visual = open_clip.create_model(model_name, pretrained=pretrained,
+                                    **(model_overrides or {})).visual.eval()
     return ViTSubject(
         name=name,
         model=visual,

@@ -7,7 +7,7 @@ with no fine-tuning, exactly like CLIP's own image tower does. Both go
 through the same code here: a *token encoder* maps normalised images
 ``[B, 3, H, W]`` to ``[B, 1 + M, D]`` tokens in CLIP's space, and a text
 classifier (CLIP's prompt ensemble,
-https://github.com/openai/CLIP/blob/main/notebooks/Prompt_Engineering_for_ImageNet.ipynb,
+https://github.com/openai/CLIP/tree/main/notebooks,
 via open_clip) scores them.
 """
 import os

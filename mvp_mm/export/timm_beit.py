@@ -72,12 +72,13 @@ def mmpretrain_beit_to_timm(
 
     The `MVP <https://arxiv.org/abs/2203.05175>`_ student shares one relative
     position bias table across layers; timm's ``beit_base_patch16_224`` /
-    ``beit_large_patch16_224`` (like BEiT's fine-tuning, which "expand[s] the
-    shared relative position embedding to each layers",
-    https://github.com/microsoft/unilm/blob/master/beit/run_class_finetuning.py)
-    hold one table per block, so the shared table is copied into each. The
-    final LayerNorm becomes timm's ``norm`` (as in BEiT's own pre-training
-    checkpoints), so the model is to be built with ``use_fc_norm=False``.
+    ``beit_large_patch16_224`` hold one table per block (like BEiT's
+    fine-tuning, which "expand[s] the shared relative position embedding to
+    each layers" in run_class_finetuning.py of
+    https://github.com/microsoft/unilm/tree/master/beit), so the shared table
+    is copied into each. The final LayerNorm becomes timm's ``norm`` (as in
+    BEiT's own pre-training checkpoints), so the model is to be built with
+    ``use_fc_norm=False``.
 
     Args:
         state_dict (Dict[str, torch.Tensor]): A full model state dict
