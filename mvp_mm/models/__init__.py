@@ -1,4 +1,5 @@
 from .clip_target_generator import CLIPTargetGenerator
+from .downstream import MVPBEiT, MVPBEiTViT
 from .frozen_teacher import FrozenTeacher
 from .mvp import MVP
 from .mvp_head import MVPHead
@@ -6,6 +7,6 @@ from .mvp_loss import MVPLoss
 from .timm_target_generator import TimmTargetGenerator
 
 __all__ = [
-    'CLIPTargetGenerator', 'FrozenTeacher', 'MVP', 'MVPHead', 'MVPLoss',
-    'TimmTargetGenerator'
+    'CLIPTargetGenerator', 'FrozenTeacher', 'MVP', 'MVPBEiT', 'MVPBEiTViT',
+    'MVPHead', 'MVPLoss', 'TimmTargetGenerator'
 ]
