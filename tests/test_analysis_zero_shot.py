@@ -36,6 +36,20 @@ def write_colour_imagenet(root):
                 osp.join(folder, f'{i}.JPEG'), quality=95)
 
 
+def write_colour_imagenet_val(root):
+    """mmpretrain's ImageNet layout: flat val/ and meta/val.txt labels."""
+    os.makedirs(osp.join(root, 'val'))
+    os.makedirs(osp.join(root, 'meta'))
+    lines = []
+    for index, colour in enumerate(COLOURS):
+        name = f'ILSVRC2012_val_{index:08d}.JPEG'
+        Image.new('RGB', (96, 80), colour).save(
+            osp.join(root, 'val', name), quality=95)
+        lines.append(f'{name} {index}')
+    with open(osp.join(root, 'meta', 'val.txt'), 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+
+
 def write_colour_ade20k(root, size=96):
     """ADE20K layout; left half colour a (label a + 1), right half colour b,
     a top strip labelled 0 ("other", ignored)."""
@@ -74,10 +88,13 @@ def preprocessor():
                                    to_rgb=True)
 
 
-def test_classification_scores_the_cls_token(tmp_path):
-    write_colour_imagenet(str(tmp_path / 'val'))
-    loader = imagenet_loader(str(tmp_path / 'val'), ['r', 'g', 'b'], IMG,
-                             batch_size=4, num_workers=0)
+@pytest.mark.parametrize('write', [write_colour_imagenet,
+                                   write_colour_imagenet_val])
+def test_classification_scores_the_cls_token(tmp_path, write):
+    write(str(tmp_path / 'val'))
+    loader = imagenet_loader(str(tmp_path / 'val'), IMG, ['r', 'g', 'b'],
+                             batch_size=2, num_workers=0)
+    assert loader.dataset.metainfo['classes'] == ('r', 'g', 'b')
     classifier = torch.eye(150)[:3]  # [K=3, D]
     results = zero_shot_classification(
         dict(right=colour_encoder,

@@ -139,16 +139,40 @@ def class_folders(root: str) -> List[str]:
 
 
 def imagenet_loader(root: str,
-                    class_names: Sequence[str],
                     img_size: int,
+                    class_names: Optional[Sequence[str]] = None,
                     batch_size: int = 64,
                     num_workers: int = 4,
                     max_images: Optional[int] = None) -> DataLoader:
-    """Images of ``root/<class>/*``: short side to ``img_size`` (bicubic),
-    centre crop, as CLIP evaluates."""
+    """ImageNet-format images: short side to ``img_size`` (bicubic), centre
+    crop, as CLIP evaluates.
+
+    ``root`` is either mmpretrain's ImageNet root (``val/*.JPEG`` and
+    ``meta/val.txt``, labels are ImageNet-1k indices: CLIP's 1000 class
+    names by default) or a folder of class folders (``<class>/*``; WordNet
+    id folders get CLIP's names by default).
+
+    Args:
+        root (str): See above.
+        img_size (int): The model's input side.
+        class_names (Sequence[str], optional): One name per class, in label
+            (sorted folder) order. Defaults as above.
+        batch_size (int): Defaults to 64.
+        num_workers (int): Defaults to 4.
+        max_images (int, optional): Only the first N images.
+
+    Returns:
+        DataLoader: Its ``dataset.metainfo['classes']`` are the names.
+    """
+    if osp.isfile(osp.join(root, 'meta', 'val.txt')):
+        names = class_names or IMAGENET_CLASSNAMES
+        layout = dict(ann_file='meta/val.txt', data_prefix='val')
+    else:
+        names = class_names or imagenet_class_names(class_folders(root))
+        layout = dict(data_prefix='')
     dataset = CustomDataset(
         data_root=root,
-        classes=list(class_names),
+        classes=list(names),
         indices=max_images,
         pipeline=[
             LoadImageFromFile(),
@@ -156,7 +180,8 @@ def imagenet_loader(root: str,
                        interpolation='bicubic'),
             CenterCrop(crop_size=img_size),
             PackInputs()
-        ])
+        ],
+        **layout)
     return DataLoader(dataset, batch_size=batch_size,
                       num_workers=num_workers, collate_fn=default_collate)
 

@@ -6,8 +6,9 @@ teacher, in one run (no fine-tuning; see mvp_mm/analysis/zero_shot.py).
         --imagenet data/imagenet/val --ade20k data/ade/ADEChallengeData2016 \
         --out work_dirs/zero_shot.json
 
-``--imagenet`` is a folder of class folders (WordNet ids, or any names with
-``--class-names FILE``); ``--ade20k`` an ADE20K root (images/validation,
+``--imagenet`` is mmpretrain's ImageNet root (val/ + meta/val.txt) or a
+folder of class folders (WordNet ids, or any names with ``--class-names
+FILE``); ``--ade20k`` an ADE20K root (images/validation,
 annotations/validation). CLIP's text tower is built from the config's
 ``model.target_generator`` (same name and weights as the teacher).
 """
@@ -23,9 +24,8 @@ from open_clip.zero_shot_metadata import (OPENAI_IMAGENET_TEMPLATES,
 from mmpretrain.registry import MODELS
 from mvp_mm.analysis import load_state_dict
 from mvp_mm.analysis.zero_shot import (ADE20K_CLASSES, ade20k_loader,
-                                       build_text_model, class_folders,
-                                       imagenet_class_names,
-                                       imagenet_loader, mvp_token_encoders,
+                                       build_text_model, imagenet_loader,
+                                       mvp_token_encoders,
                                        read_class_names, text_classifier,
                                        zero_shot_classification,
                                        zero_shot_segmentation)
@@ -82,12 +82,13 @@ def main():
     results = {}
     if args.imagenet:
         names = read_class_names(args.class_names) if args.class_names \
-            else imagenet_class_names(class_folders(args.imagenet))
-        classifier = text_classifier(text_model, teacher.model_name, names,
-                                     templates, args.device)
-        loader = imagenet_loader(args.imagenet, names, img_size,
+            else None
+        loader = imagenet_loader(args.imagenet, img_size, names,
                                  args.batch_size, args.num_workers,
                                  args.max_images)
+        classifier = text_classifier(text_model, teacher.model_name,
+                                     loader.dataset.metainfo['classes'],
+                                     templates, args.device)
         results['imagenet'] = zero_shot_classification(
             encoders, classifier, loader, model.data_preprocessor)
     if args.ade20k:
