@@ -40,6 +40,11 @@ def parse_args():
         action='store_true',
         help='scale the lr linearly with the actual total batch size')
     parser.add_argument(
+        '--pretrained',
+        help='downstream configs: the MVP pre-training checkpoint the '
+        'backbone starts from (= --cfg-options '
+        'model.backbone.init_cfg.checkpoint=PATH)')
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
@@ -75,6 +80,15 @@ def merge_args(cfg: Config, args) -> Config:
         cfg.resume, cfg.load_from = True, args.resume
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
+    if args.pretrained is not None:
+        init_cfg = cfg.model.get('backbone', {}).get('init_cfg')
+        if not (isinstance(init_cfg, dict)
+                and init_cfg.get('type') == 'Pretrained'):
+            raise ValueError(
+                f'--pretrained: {args.config} has no backbone '
+                "init_cfg=dict(type='Pretrained') to set; it is for the "
+                'fine-tuning, linear probing and segmentation configs.')
+        init_cfg.checkpoint = args.pretrained
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     return cfg

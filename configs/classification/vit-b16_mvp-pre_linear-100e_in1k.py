@@ -1,0 +1,43 @@
+# ImageNet-1K linear probing of the frozen MVP ViT-B/16 (paper §4.2: 75.4
+# top-1). The paper gives no recipe: this follows MAE's linear probing
+# (mmpretrain's mae/benchmarks/vit-base-p16_8xb2048-linear-coslr-90e_in1k.py:
+# CLS token of the final norm, BatchNorm without affine before the linear
+# classifier, LARS lr 6.4 at a total batch of 16384, no weight decay, 10
+# warm-up epochs, cosine), run for 100 epochs as MILAN (CLIP-target MIM,
+# mmpretrain's milan/benchmarks/...linear-coslr-100e_in1k.py) and DINO.
+_base_ = 'mmpretrain::mae/benchmarks/vit-base-p16_8xb2048-linear-coslr-90e_in1k.py'
+
+custom_imports = dict(imports=['mvp_mm'], allow_failed_imports=False)
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='MVPBEiTViT',
+        arch='base',
+        img_size=224,
+        patch_size=16,
+        # The pre-trained network as it is: relative position tables (one
+        # per layer, copies of the shared one), layer scale and the final
+        # norm all loaded, every block frozen.
+        use_rel_pos_bias=True,
+        use_shared_rel_pos_bias=False,
+        layer_scale_init_value=0.1,
+        final_norm=True,
+        out_type='cls_token',
+        frozen_stages=12,
+        init_cfg=dict(
+            type='Pretrained',
+            # the last epoch of configs/pretrain/mvp_vit-b16_300e_in1k.py
+            checkpoint='work_dirs/mvp_vit-b16_300e_in1k/epoch_300.pth',
+            prefix='backbone.')))
+
+auto_scale_lr = dict(base_batch_size=16384)  # MAE: 8 GPUs x 2048
+max_epochs = 100
+warmup_epochs = 10
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0,
+         end=warmup_epochs, convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=True,
+         begin=warmup_epochs, end=max_epochs, convert_to_iter_based=True)
+]
+train_cfg = dict(by_epoch=True, max_epochs=max_epochs)
