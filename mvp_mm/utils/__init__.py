@@ -1,4 +1,7 @@
 from .seeding import derive_seed, seed_global_rngs
-from .synthetic_data import make_imagenet_folder
+from .synthetic_data import make_ade20k_folder, make_imagenet_folder
 
-__all__ = ['derive_seed', 'make_imagenet_folder', 'seed_global_rngs']
+__all__ = [
+    'derive_seed', 'make_ade20k_folder', 'make_imagenet_folder',
+    'seed_global_rngs'
+]
