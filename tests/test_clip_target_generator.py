@@ -8,7 +8,7 @@ from mmengine.logging import MMLogger
 from tiny import IMG, TINY_CLIP
 
 from mmpretrain.registry import MODELS
-from mvp_mm.models.clip_target_generator import IMAGENET_MEAN, IMAGENET_STD
+from mvp_mm.models.frozen_teacher import IMAGENET_MEAN, IMAGENET_STD
 
 MODEL = 'ViT-B-16-quickgelu'
 

@@ -1,7 +1,7 @@
 """The frozen CLIP vision tower that produces MVP's targets (Eq. 7)."""
 import os
 import os.path as osp
-from typing import Optional, Sequence
+from typing import Optional
 
 import open_clip
 import torch
@@ -11,10 +11,6 @@ from torch import nn
 from mmpretrain.registry import MODELS
 
 from .frozen_teacher import FrozenTeacher
-
-IMAGENET_MEAN = (123.675, 116.28, 103.53)
-IMAGENET_STD = (58.395, 57.12, 57.375)
-
 
 def _looks_like_path(pretrained: str) -> bool:
     return (os.sep in pretrained or pretrained.startswith('.')
@@ -32,10 +28,8 @@ class CLIPTargetGenerator(FrozenTeacher):
     is exactly ``open_clip``'s ``encode_image``.
 
     The tower is built with open_clip. It receives the *student's* input
-    (normalised with the data preprocessor's mean/std, which :class:`MVP`
-    passes in through :meth:`set_input_normalization`) and re-normalises it
-    to CLIP's own mean/std with one precomputed affine map. See
-    :class:`FrozenTeacher` for what "frozen" guarantees.
+    and re-normalises it to CLIP's own mean/std. See :class:`FrozenTeacher`
+    for that and for what "frozen" guarantees.
 
     Args:
         model_name (str): An open_clip architecture name. OpenAI weights need
@@ -67,15 +61,17 @@ class CLIPTargetGenerator(FrozenTeacher):
         visual = self._build_visual(model_name, pretrained,
                                     fallback_to_random, model_overrides or {},
                                     cache_dir)
-        super().__init__(visual, bf16_on_gpu=bf16_on_gpu, init_cfg=init_cfg)
+        super().__init__(
+            visual,
+            teacher_mean=[255 * m for m in visual.image_mean],
+            teacher_std=[255 * s for s in visual.image_std],
+            bf16_on_gpu=bf16_on_gpu,
+            init_cfg=init_cfg)
         self.model_name = model_name
         self.out_dims = visual.output_dim
         self.embed_dims = visual.transformer.width
         self.patch_size = visual.patch_size[0]
         self.img_size = visual.image_size[0]
-        self.clip_mean = tuple(255 * m for m in visual.image_mean)
-        self.clip_std = tuple(255 * s for s in visual.image_std)
-        self.set_input_normalization(IMAGENET_MEAN, IMAGENET_STD)
 
     @staticmethod
     def _build_visual(model_name: str, pretrained: Optional[str],
@@ -149,26 +145,6 @@ class CLIPTargetGenerator(FrozenTeacher):
                 "in CLIP's multimodal space. Use a plain CLIP ViT.")
         return visual
 
-    def set_input_normalization(self, mean: Sequence[float],
-                                std: Sequence[float]) -> None:
-        """Tell the tower how its input was normalised.
-
-        Precomputes ``x_clip = x * scale + shift`` so that
-        ``x_clip = (x * std + mean - clip_mean) / clip_std``.
-
-        Args:
-            mean (Sequence[float]): RGB mean of the input, 0-255 scale.
-            std (Sequence[float]): RGB std of the input, 0-255 scale.
-        """
-        mean, std = torch.tensor(mean), torch.tensor(std)
-        clip_mean = torch.tensor(self.clip_mean)
-        clip_std = torch.tensor(self.clip_std)
-        scale = (std / clip_std).view(1, 3, 1, 1)
-        shift = ((mean - clip_mean) / clip_std).view(1, 3, 1, 1)
-        device = self.teacher_device
-        self.register_buffer('scale', scale.to(device), persistent=False)
-        self.register_buffer('shift', shift.to(device), persistent=False)
-
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """CLIP features of every token in the multimodal space.
 
@@ -180,7 +156,7 @@ class CLIPTargetGenerator(FrozenTeacher):
             torch.Tensor: ``[B, 1 + M, D]``; index 0 is CLS.
         """
         visual = self.teacher
-        x = x * self.scale + self.shift  # CLIP's own normalisation
+        x = self.normalize(x)  # CLIP's own mean/std
         x = visual._embeds(x)  # [B, 1 + M, W]
         x = visual.transformer(x)
         x = visual.ln_post(x)

@@ -1,9 +1,13 @@
 """A teacher network that is frozen for real, whatever the runner does."""
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from mmengine.model import BaseModule
 from torch import nn
+
+
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
 
 
 class FrozenTeacher(BaseModule):
@@ -23,20 +27,33 @@ class FrozenTeacher(BaseModule):
     runs it under ``no_grad`` (in bfloat16 autocast on CUDA when
     ``bf16_on_gpu``) and returns float32.
 
+    The teacher receives the *student's* input; :meth:`normalize` maps it
+    to the teacher's own mean/std with one precomputed affine map
+    (:class:`MVP` passes in the data preprocessor's statistics through
+    :meth:`set_input_normalization`; ImageNet's until then).
+
     Args:
         teacher (nn.Module): The network to freeze.
+        teacher_mean (Sequence[float]): The RGB mean the teacher was trained
+            with, 0-255 scale.
+        teacher_std (Sequence[float]): Its RGB std, 0-255 scale.
         bf16_on_gpu (bool): Autocast to bfloat16 on CUDA. Defaults to True.
         init_cfg (dict, optional): Unused, kept for the OpenMMLab interface.
     """
 
     def __init__(self,
                  teacher: nn.Module,
+                 teacher_mean: Sequence[float],
+                 teacher_std: Sequence[float],
                  bf16_on_gpu: bool = True,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         teacher.eval().requires_grad_(False)
         object.__setattr__(self, 'teacher', teacher)  # not registered
         self.bf16_on_gpu = bf16_on_gpu
+        self.teacher_mean = tuple(teacher_mean)
+        self.teacher_std = tuple(teacher_std)
+        self.set_input_normalization(IMAGENET_MEAN, IMAGENET_STD)
 
     @property
     def teacher_device(self) -> torch.device:
@@ -54,6 +71,30 @@ class FrozenTeacher(BaseModule):
 
     def init_weights(self) -> None:
         """The teacher's weights come from its own library, never re-init."""
+
+    def set_input_normalization(self, mean: Sequence[float],
+                                std: Sequence[float]) -> None:
+        """Tell the teacher how its input was normalised.
+
+        Precomputes ``x_teacher = x * scale + shift`` so that
+        ``x_teacher = (x * std + mean - teacher_mean) / teacher_std``.
+
+        Args:
+            mean (Sequence[float]): RGB mean of the input, 0-255 scale.
+            std (Sequence[float]): RGB std of the input, 0-255 scale.
+        """
+        mean, std = torch.tensor(mean), torch.tensor(std)
+        own_mean = torch.tensor(self.teacher_mean)
+        own_std = torch.tensor(self.teacher_std)
+        scale = (std / own_std).view(1, 3, 1, 1)
+        shift = ((mean - own_mean) / own_std).view(1, 3, 1, 1)
+        device = self.teacher_device
+        self.register_buffer('scale', scale.to(device), persistent=False)
+        self.register_buffer('shift', shift.to(device), persistent=False)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """The student's normalised input -> the teacher's normalisation."""
+        return x * self.scale + self.shift
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Per-token teacher features ``[B, 1 + M, D]`` (CLS first)."""

@@ -1,6 +1,6 @@
 """A frozen vision-only timm ViT as MVP's teacher (the paper's Table 5)."""
 import os.path as osp
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
 import timm
 import torch
@@ -10,10 +10,6 @@ from torch import nn
 from mmpretrain.registry import MODELS
 
 from .frozen_teacher import FrozenTeacher
-
-IMAGENET_MEAN = (123.675, 116.28, 103.53)
-IMAGENET_STD = (58.395, 57.12, 57.375)
-
 
 @MODELS.register_module()
 class TimmTargetGenerator(FrozenTeacher):
@@ -56,17 +52,18 @@ class TimmTargetGenerator(FrozenTeacher):
                  bf16_on_gpu: bool = True,
                  init_cfg: Optional[dict] = None) -> None:
         model = self._build(model_name, pretrained, model_kwargs or {})
-        super().__init__(model, bf16_on_gpu=bf16_on_gpu, init_cfg=init_cfg)
+        super().__init__(
+            model,
+            teacher_mean=[255 * m for m in model.pretrained_cfg['mean']],
+            teacher_std=[255 * s for s in model.pretrained_cfg['std']],
+            bf16_on_gpu=bf16_on_gpu,
+            init_cfg=init_cfg)
         self.model_name = model_name
         self.out_dims = model.num_features
         self.embed_dims = model.num_features
         self.patch_size = model.patch_embed.patch_size[0]
         self.img_size = model.patch_embed.img_size[0]
         self.num_prefix_tokens = model.num_prefix_tokens
-        cfg = model.pretrained_cfg
-        self.teacher_mean = tuple(255 * m for m in cfg['mean'])
-        self.teacher_std = tuple(255 * s for s in cfg['std'])
-        self.set_input_normalization(IMAGENET_MEAN, IMAGENET_STD)
 
     @staticmethod
     def _build(model_name: str, pretrained: Union[bool, str, None],
@@ -116,26 +113,6 @@ class TimmTargetGenerator(FrozenTeacher):
                 'ViT with a class token (e.g. vit_base_patch16_224.dino).')
         return model
 
-    def set_input_normalization(self, mean: Sequence[float],
-                                std: Sequence[float]) -> None:
-        """Tell the teacher how its input was normalised.
-
-        Precomputes ``x_teacher = x * scale + shift`` so that
-        ``x_teacher = (x * std + mean - teacher_mean) / teacher_std``.
-
-        Args:
-            mean (Sequence[float]): RGB mean of the input, 0-255 scale.
-            std (Sequence[float]): RGB std of the input, 0-255 scale.
-        """
-        mean, std = torch.tensor(mean), torch.tensor(std)
-        own_mean = torch.tensor(self.teacher_mean)
-        own_std = torch.tensor(self.teacher_std)
-        scale = (std / own_std).view(1, 3, 1, 1)
-        shift = ((mean - own_mean) / own_std).view(1, 3, 1, 1)
-        device = self.teacher_device
-        self.register_buffer('scale', scale.to(device), persistent=False)
-        self.register_buffer('shift', shift.to(device), persistent=False)
-
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Final-norm features of the CLS token and every patch.
 
@@ -146,7 +123,7 @@ class TimmTargetGenerator(FrozenTeacher):
         Returns:
             torch.Tensor: ``[B, 1 + M, D]``; index 0 is CLS.
         """
-        x = x * self.scale + self.shift  # the teacher's own normalisation
+        x = self.normalize(x)  # the teacher's own mean/std
         tokens = self.teacher.forward_features(x)  # [B, P + M, D]
         return torch.cat(
             [tokens[:, :1], tokens[:, self.num_prefix_tokens:]], dim=1)
