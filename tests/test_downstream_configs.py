@@ -95,7 +95,8 @@ def test_segmentation_configs_follow_section_4_1():
         assert tuple(model.backbone.img_size) == (512, 512)
         assert model.backbone.init_cfg.checkpoint == _pretrain_output(arch)
         assert model.get('pretrained') is None
-        assert 8 * cfg.train_dataloader.batch_size == 16
+        assert 8 * cfg.train_dataloader.batch_size == \
+            cfg.auto_scale_lr.base_batch_size == 16
         assert cfg.train_cfg.max_iters == 160000
         assert cfg.param_scheduler[-1].end == 160000
         assert cfg.optim_wrapper.optimizer.type == 'AdamW'

@@ -61,3 +61,5 @@ optim_wrapper = dict(
 # iterations (mmseg's schedule_160k). Warm-up 1500 iterations then linear
 # (poly 1.0) decay: BEiT.
 train_dataloader = dict(batch_size=2)
+# On another total batch, `--auto-scale-lr` rescales the lr linearly.
+auto_scale_lr = dict(enable=False, base_batch_size=16)

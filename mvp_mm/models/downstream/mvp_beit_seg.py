@@ -20,8 +20,10 @@ class MVPBEiT(BEiT):
     window of ``img_size`` (32 x 32 at 512 px) without SciPy's removed
     ``interp2d``, and a missing key or a wrong shape raises.
 
-    Its name contains ``BEiT`` so that mmseg's
-    ``LayerDecayOptimizerConstructor`` gives it BEiT's layer-wise lr decay.
+    Its name contains ``BEiT`` so that mmseg's layer-decay constructors
+    (``LearningRateDecayOptimizerConstructor`` with ``decay_type=
+    'layer_wise_vit'``, ``LayerDecayOptimizerConstructor``), which pick the
+    rule by the backbone's class name, give it BEiT's layer-wise lr decay.
 
     Args:
         pretrained (str, optional): Checkpoint path, as mmseg's
