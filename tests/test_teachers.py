@@ -13,11 +13,10 @@ from safetensors.torch import save_file
 from mmpretrain.registry import MODELS
 from mvp_mm.models import TimmTargetGenerator
 from mvp_mm.utils import make_imagenet_folder
-from tiny import IMG, REPO, TINY_BACKBONE, tiny_pretrain_cfg
+from tiny import IMG, REPO, TINY_BACKBONE, TINY_VIT, tiny_pretrain_cfg
 
 DINO_CFG = osp.join(REPO, 'configs', 'pretrain',
                     'mvp-dino-guidance_vit-b16_300e_in1k.py')
-TINY_VIT = dict(img_size=IMG, embed_dim=24, depth=2, num_heads=2)
 MEAN = [123.675, 116.28, 103.53]
 STD = [58.395, 57.12, 57.375]
 
