@@ -95,8 +95,14 @@ def merge_args(cfg: Config, args) -> Config:
 
 
 def amp_fallback_on_cpu(cfg: Config) -> None:
-    """AmpOptimWrapper asserts a GPU; on a CPU-only machine train in fp32."""
+    """AmpOptimWrapper asserts a GPU; on a CPU-only machine train in fp32.
+    Fused AdamW (``optimizer.fused=True``) is kept for CUDA only."""
     wrapper = cfg.get('optim_wrapper', {})
+    optimizer = wrapper.get('optimizer', {})
+    if optimizer.get('fused') and not torch.cuda.is_available():
+        print_log('No GPU: fused AdamW -> the default implementation.',
+                  logger='current', level=30)
+        optimizer.pop('fused')
     if wrapper.get('type') == 'AmpOptimWrapper' and \
             not torch.cuda.is_available():
         print_log(

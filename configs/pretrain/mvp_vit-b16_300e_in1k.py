@@ -85,8 +85,11 @@ model = dict(
     type='MVP',  # the Runner passes it the top-level data_preprocessor
     # §3.3.3: ViT-B/16; BEiT-style student (mask token, shared relative
     # position bias, layer scale 0.1, drop path 0.1: BEiT).
+    # FusedBEiTPretrainViT = mmpretrain's BEiTPretrainViT on fused attention
+    # (same maths, same checkpoint keys; with_cp=True trades speed for
+    # memory).
     backbone=dict(
-        type='BEiTPretrainViT',
+        type='FusedBEiTPretrainViT',
         arch='base',
         patch_size=16,
         img_size=224,
@@ -119,9 +122,11 @@ model = dict(
 # as 1.5e-3 and 5e-2". betas, grad clip 3.0, fp16 AMP with dynamic loss scale
 # and no weight decay on norms/biases/tokens/gamma come from the BEiT base
 # (AmpOptimWrapper; tools/train.py switches to fp32 on a machine with no GPU).
+# fused=True: PyTorch's fused AdamW kernel, same update (tools/train.py drops
+# it on a machine with no GPU).
 optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=1.5e-3, betas=(0.9, 0.999),
-                   weight_decay=0.05),
+                   weight_decay=0.05, fused=True),
     clip_grad=dict(max_norm=3.0),
     paramwise_cfg=dict(
         custom_keys={
