@@ -1,12 +1,15 @@
 from .clip_target_generator import CLIPTargetGenerator
 from .downstream import MVPBEiT, MVPBEiTViT
 from .frozen_teacher import FrozenTeacher
+from .fused_beit_attention import FusedBEiTAttention
+from .fused_beit_pretrain_vit import FusedBEiTPretrainViT
 from .mvp import MVP
 from .mvp_head import MVPHead
 from .mvp_loss import MVPLoss
 from .timm_target_generator import TimmTargetGenerator
 
 __all__ = [
-    'CLIPTargetGenerator', 'FrozenTeacher', 'MVP', 'MVPBEiT', 'MVPBEiTViT',
-    'MVPHead', 'MVPLoss', 'TimmTargetGenerator'
+    'CLIPTargetGenerator', 'FrozenTeacher', 'FusedBEiTAttention',
+    'FusedBEiTPretrainViT', 'MVP', 'MVPBEiT', 'MVPBEiTViT', 'MVPHead',
+    'MVPLoss', 'TimmTargetGenerator'
 ]

@@ -1,0 +1,111 @@
+"""MVP's student: mmpretrain's BEiT pre-training ViT on fused attention."""
+from typing import Optional, Tuple
+
+import torch
+from mmcv.cnn.bricks.drop import DropPath
+from torch.utils.checkpoint import checkpoint
+
+from mmpretrain.models import BEiTPretrainViT
+from mmpretrain.models.utils import BEiTAttention, resize_pos_embed
+from mmpretrain.registry import MODELS
+
+from .fused_beit_attention import FusedBEiTAttention
+
+
+@MODELS.register_module()
+class FusedBEiTPretrainViT(BEiTPretrainViT):
+    """``BEiTPretrainViT`` with fused attention and activation checkpointing.
+
+    The student of `MVP <https://arxiv.org/abs/2203.05175>`_, made fast
+    without changing what it computes or what it saves:
+
+    - every layer's ``BEiTAttention`` is a :class:`FusedBEiTAttention`
+      (``F.scaled_dot_product_attention`` with the relative position bias as
+      additive mask);
+    - ``with_cp=True`` recomputes each layer in the backward pass instead of
+      keeping its activations (``torch.utils.checkpoint``, non-reentrant,
+      RNG state restored so drop path draws the same masks): less memory for
+      ViT-L, at the cost of one more forward;
+    - the masked forward does not move the shared bias between devices nor
+      blend tokens arithmetically (``torch.where`` picks the mask token);
+    - it compiles as one graph (``torch.compile``): the drop-path rates,
+      numpy floats from ``np.linspace`` in the parent, which Dynamo would
+      treat as data-dependent branches, are made Python floats.
+
+    Same parameters, buffers and state-dict keys as ``BEiTPretrainViT``:
+    checkpoints load into mmpretrain's ``BEiTViT`` / mmseg's ``BEiT``
+    unchanged.
+
+    Args:
+        with_cp (bool): Activation checkpointing in training. Defaults to
+            False.
+        *args, **kwargs: Those of
+            :class:`mmpretrain.models.BEiTPretrainViT`.
+    """
+
+    def __init__(self, *args, with_cp: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.with_cp = with_cp
+        for layer in self.layers:
+            layer.attn = self._fused(layer.attn)
+        for module in self.modules():
+            if isinstance(module, DropPath):
+                module.drop_prob = float(module.drop_prob)
+
+    @staticmethod
+    def _fused(attn: BEiTAttention) -> FusedBEiTAttention:
+        """A fused attention with the hyper-parameters of ``attn``."""
+        return FusedBEiTAttention(
+            embed_dims=attn.embed_dims,
+            num_heads=attn.num_heads,
+            window_size=attn.window_size,
+            use_rel_pos_bias=attn.use_rel_pos_bias,
+            bias=attn.bias,
+            qk_scale=attn.scale,
+            attn_drop_rate=attn.attn_drop.p,
+            proj_drop_rate=attn.proj_drop.p,
+            init_cfg=attn.init_cfg)
+
+    def forward(self, x: torch.Tensor,
+                mask: Optional[torch.Tensor]) -> Tuple[torch.Tensor]:
+        """BEiT's masked forward (or, without ``mask``, ``BEiTViT``'s).
+
+        Args:
+            x (torch.Tensor): Images ``[B, 3, H, W]``.
+            mask (torch.Tensor, optional): ``[B, h, w]``, 1 = masked.
+
+        Returns:
+            Tuple[torch.Tensor]: ``[B, 1 + M, C]`` per output index.
+        """
+        if mask is None:
+            return super().forward(x, mask)
+        x, patch_resolution = self.patch_embed(x)  # [B, M, C]
+        masked = mask.flatten(1).unsqueeze(-1).bool()  # [B, M, 1], 1 = masked
+        x = torch.where(masked, self.mask_token, x)
+        x = torch.cat((self.cls_token.expand(x.size(0), -1, -1), x),
+                      dim=1)  # [B, 1 + M, C]
+        if self.pos_embed is not None:
+            x = x + resize_pos_embed(
+                self.pos_embed,
+                self.patch_resolution,
+                patch_resolution,
+                mode=self.interpolate_mode,
+                num_extra_tokens=self.num_extra_tokens)
+        x = self.drop_after_pos(x)
+        # [heads, 1 + M, 1 + M]; kept as an attribute like the parent does,
+        # for BEiT v2-style necks that read it.
+        self.shared_rel_pos_bias = self.rel_pos_bias() \
+            if self.rel_pos_bias is not None else None
+        recompute = self.with_cp and self.training and torch.is_grad_enabled()
+        outs = []
+        for i, layer in enumerate(self.layers):
+            if recompute:
+                x = checkpoint(
+                    layer, x, self.shared_rel_pos_bias, use_reentrant=False)
+            else:
+                x = layer(x, rel_pos_bias=self.shared_rel_pos_bias)
+            if i == len(self.layers) - 1 and self.final_norm:
+                x = self.norm1(x)
+            if i in self.out_indices:
+                outs.append(x)
+        return tuple(outs)
