@@ -10,11 +10,13 @@ registers into mmpretrain's registries:
 
 Paper: https://arxiv.org/abs/2203.05175
 """
-from .compat import (install_mmcv_ops_fallback,
+from .compat import (install_cpu_distributed_launch,
+                     install_mmcv_ops_fallback,
                      install_runner_checkpoint_safe_globals)
 
 install_mmcv_ops_fallback()
 install_runner_checkpoint_safe_globals()
+install_cpu_distributed_launch()
 
 # Registration (and the datasets' / engine's public names).
 from . import datasets, engine, evaluation, models  # noqa: E402,F401

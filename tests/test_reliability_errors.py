@@ -3,7 +3,8 @@ is lost or silently replaced. One test per kind of bad input."""
 import copy
 import os
 import os.path as osp
-import subprocess
+import runpy
+import sys
 
 import pytest
 import torch
@@ -132,16 +133,24 @@ def test_missing_truncated_or_unnamed_checkpoint(tmp_path):
     assert cfg.resume is True and cfg.load_from == good
 
 
-def test_train_cli_reports_a_missing_resume_checkpoint(tmp_path, data_root):
+def test_train_cli_checks_resume_file_and_data_root(tmp_path, data_root,
+                                                    monkeypatch):
+    """tools/train.py runs both checks before building anything."""
+    train_main = runpy.run_path(TRAIN)['main']
     cfg = tiny_pretrain_cfg(data_root, str(tmp_path / 'work'))
     cfg.dump(str(tmp_path / 'cfg.py'))
     missing = str(tmp_path / 'work' / 'iter_7.pth')
-    result = subprocess.run(
-        ['python', TRAIN, str(tmp_path / 'cfg.py'), '--resume', missing],
-        cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert result.returncode != 0
-    assert f"FileNotFoundError: Checkpoint '{missing}'" in result.stderr
-    assert 'Pass one of them' in result.stderr
+    monkeypatch.setattr(
+        sys, 'argv', ['train.py', str(tmp_path / 'cfg.py'), '--resume',
+                      missing])
+    with pytest.raises(FileNotFoundError, match='iter_7.pth.*Pass one'):
+        train_main()
+    monkeypatch.setattr(sys, 'argv', [
+        'train.py', str(tmp_path / 'cfg.py'), '--cfg-options',
+        f'train_dataloader.dataset.data_root={tmp_path}/nowhere'
+    ])
+    with pytest.raises(FileNotFoundError, match='nowhere.*does not exist'):
+        train_main()
 
 
 class _Runner:

@@ -29,7 +29,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     work = str(tmp_path / 'work')
     cfg = reliable_tiny_cfg(data, work, MAX_ITERS, CKPT_EVERY, num_workers=2)
     cfg.dump(str(tmp_path / 'resume_cfg.py'))
-    cfg.custom_imports.imports.append('kill_at_iteration_hook')
+    cfg.custom_imports.imports.append('reliability_test_hooks')
     cfg.custom_hooks.append(
         dict(type='KillAtIterationHook', iteration=MAX_ITERS))
     cfg.dump(str(tmp_path / 'kill_cfg.py'))

@@ -3,9 +3,11 @@
 Each layer acts only when the problem it works around is present, so a user
 with the full, compiled ``mmcv`` and an older torch sees stock behaviour.
 """
+from .cpu_distributed import install_cpu_distributed_launch
 from .mmcv_ops import install_mmcv_ops_fallback
 from .torch_load import install_runner_checkpoint_safe_globals
 
 __all__ = [
-    'install_mmcv_ops_fallback', 'install_runner_checkpoint_safe_globals'
+    'install_cpu_distributed_launch', 'install_mmcv_ops_fallback',
+    'install_runner_checkpoint_safe_globals'
 ]

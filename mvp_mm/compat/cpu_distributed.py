@@ -1,0 +1,61 @@
+"""Let mmengine's ``pytorch`` launcher train on a machine without GPUs.
+
+mmengine 0.10.7 assumes one GPU per process under torchrun
+(``tools/dist_train.sh``): ``_init_dist_pytorch`` calls
+``torch.cuda.set_device(local_rank)`` ("Found no NVIDIA driver on your
+system"), and ``Runner.wrap_model`` gives DDP ``device_ids=[local_rank]``,
+which DDP refuses for a CPU module. On a machine with no accelerator (mmengine's
+``get_device() == 'cpu'``) :func:`install_cpu_distributed_launch`
+
+- initialises the process group without ``set_device``, with the gloo
+  backend (NCCL needs GPUs; a configured ``nccl`` is switched to ``gloo``
+  with a warning), and
+- lets ``MMDistributedDataParallel`` wrap a CPU module with
+  ``device_ids=None``, as DDP requires.
+
+That makes ``bash tools/dist_train.sh CONFIG 2`` run on a laptop or a CI
+machine. Nothing changes where a GPU (or NPU/MLU/MUSA) is present.
+"""
+import logging
+
+import torch.distributed as torch_dist
+from mmengine.device import get_device
+from mmengine.logging import print_log
+
+_FLAG = '__mvp_mm_cpu_distributed__'
+
+
+def install_cpu_distributed_launch() -> bool:
+    """Patch mmengine's torchrun set-up for CPU-only machines.
+
+    Returns:
+        bool: True if installed (now or before), False where an accelerator
+        is present and mmengine is left untouched.
+    """
+    if get_device() != 'cpu':
+        return False
+    import mmengine.dist.utils as dist_utils
+    from mmengine.model.wrappers import MMDistributedDataParallel
+
+    if getattr(dist_utils._init_dist_pytorch, _FLAG, False):
+        return True
+    init_with_gpu = dist_utils._init_dist_pytorch
+    wrap_with_gpu = MMDistributedDataParallel.__init__
+
+    def init_dist_pytorch_on_cpu(backend, init_backend='torch', **kwargs):
+        if init_backend != 'torch':
+            return init_with_gpu(backend, init_backend=init_backend, **kwargs)
+        if backend != 'gloo':
+            print_log(
+                f'No GPU: distributed backend {backend!r} -> gloo.',
+                logger='current', level=logging.WARNING)
+        torch_dist.init_process_group(backend='gloo', **kwargs)
+
+    def wrap_cpu_module(self, module, *args, **kwargs):
+        kwargs['device_ids'] = None  # DDP: None for a CPU module
+        wrap_with_gpu(self, module, *args, **kwargs)
+
+    setattr(init_dist_pytorch_on_cpu, _FLAG, True)
+    dist_utils._init_dist_pytorch = init_dist_pytorch_on_cpu
+    MMDistributedDataParallel.__init__ = wrap_cpu_module
+    return True
