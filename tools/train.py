@@ -14,6 +14,7 @@ from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+from mmengine.utils import digit_version
 
 import mvp_mm  # noqa: F401  (compatibility layers + registration)
 from mvp_mm.datasets import check_dataset_folders
@@ -96,12 +97,16 @@ def merge_args(cfg: Config, args) -> Config:
 
 def amp_fallback_on_cpu(cfg: Config) -> None:
     """AmpOptimWrapper asserts a GPU; on a CPU-only machine train in fp32.
-    Fused AdamW (``optimizer.fused=True``) is kept for CUDA only."""
+    Fused AdamW (``optimizer.fused=True``) runs on CPU from torch 2.4 on;
+    with an older torch and no GPU, the default AdamW is used instead."""
     wrapper = cfg.get('optim_wrapper', {})
     optimizer = wrapper.get('optimizer', {})
-    if optimizer.get('fused') and not torch.cuda.is_available():
-        print_log('No GPU: fused AdamW -> the default implementation.',
-                  logger='current', level=30)
+    if optimizer.get('fused') and not torch.cuda.is_available() and \
+            digit_version(torch.__version__) < digit_version('2.4.0'):
+        print_log(
+            f'No GPU and torch {torch.__version__} has no CPU fused AdamW: '
+            'optimizer.fused=True -> the default AdamW.',
+            logger='current', level=30)
         optimizer.pop('fused')
     if wrapper.get('type') == 'AmpOptimWrapper' and \
             not torch.cuda.is_available():

@@ -122,8 +122,9 @@ model = dict(
 # as 1.5e-3 and 5e-2". betas, grad clip 3.0, fp16 AMP with dynamic loss scale
 # and no weight decay on norms/biases/tokens/gamma come from the BEiT base
 # (AmpOptimWrapper; tools/train.py switches to fp32 on a machine with no GPU).
-# fused=True: PyTorch's fused AdamW kernel, same update (tools/train.py drops
-# it on a machine with no GPU).
+# fused=True: PyTorch's fused AdamW kernel, the same update in one pass per
+# tensor (CUDA; CPU from torch 2.4, where AdamW otherwise runs a per-tensor
+# loop of small ops; tools/train.py drops it where neither is available).
 optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=1.5e-3, betas=(0.9, 0.999),
                    weight_decay=0.05, fused=True),
