@@ -1,0 +1,500 @@
+"""Measure MVP's training step, and compare it with stock mmpretrain parts.
+
+For one pretrain config (e.g. ``configs/pretrain/mvp_vit-b16_300e_in1k.py``
+or the ViT-L/16 one), on CPU or GPU, this measures in ONE run, interleaved
+round by round (the order rotates every round), with medians over the
+rounds after warm-up:
+
+- ``mvp``: our training step, ``MVP.loss`` (the config's student, i.e.
+  :class:`FusedBEiTPretrainViT`, the frozen :class:`CLIPTargetGenerator`,
+  ``MVPHead`` + ``MVPLoss``) + backward + the config's optimizer step
+  (fused AdamW, grad clip 3.0);
+- ``stock``: the same step assembled from stock mmpretrain parts (see
+  :class:`StockMVPStep`): ``BEiTPretrainViT``, mmpretrain's ``CLIPGenerator``
+  (mmpretrain's own CLIP, ``build_clip_model``, loaded from the same
+  open_clip weights file), one ``nn.Linear`` and ``CosineSimilarityLoss``,
+  with mmpretrain's default (non-fused) AdamW;
+- ``student``: our step without the teacher (the targets are computed once
+  beforehand): the floor the teacher overhead is measured against;
+- ``mvp_cp`` (``--with-cp``): our step with activation checkpointing;
+- teacher forward alone, ours and stock;
+- masks per second: :class:`BlockwiseMaskGenerator` vs mmpretrain's
+  ``BEiTMaskGenerator``.
+
+Before timing, ``mvp`` and ``stock`` are given the same weights and the same
+batch, and their losses (same seed, training mode) must agree within 1e-4,
+or the script stops. Ratios are medians of the per-round ratios (paired, so
+load changes on a shared machine cancel). Peak memory per step is the CUDA
+allocator's peak above the resting state or, on CPU, the process RSS peak
+above the resting state (sampled every millisecond after ``malloc_trim``),
+each measured in one extra, untimed step.
+
+The CLIP weights: ``--clip-checkpoint`` (an open_clip/OpenAI-layout state
+dict file) or, by default, a seeded random CLIP of the config's
+architecture written to a temporary file; the speed does not depend on the
+values, and both teachers load the same file.
+
+Example::
+
+    python tools/benchmark.py configs/pretrain/mvp_vit-b16_300e_in1k.py \
+        --device cpu --threads 2 --batch-size 8 --json work_dirs/bench.json
+
+Paper: https://arxiv.org/abs/2203.05175
+"""
+import argparse
+import ctypes
+import json
+import logging
+import os
+import os.path as osp
+import platform
+import random
+import statistics
+import tempfile
+import threading
+import time
+from typing import Callable, Dict, List
+
+import numpy as np
+import open_clip
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.logging import MMLogger
+from mmengine.optim import build_optim_wrapper
+from torch import nn
+
+import mvp_mm  # noqa: F401  (registers MVP's modules)
+from mmpretrain.datasets.transforms import BEiTMaskGenerator
+from mmpretrain.models.losses import CosineSimilarityLoss
+from mmpretrain.models.selfsup.milan import CLIPGenerator
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+from mvp_mm.datasets.transforms import BlockwiseMaskGenerator
+
+LOSS_TOLERANCE = 1e-4
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description='Benchmark the MVP training step against stock parts')
+    parser.add_argument('config', help='a pretrain config file')
+    parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
+    parser.add_argument(
+        '--threads', type=int, default=2,
+        help='torch CPU threads (torch.set_num_threads). Default: 2')
+    parser.add_argument('--batch-size', type=int, default=8)
+    parser.add_argument(
+        '--steps', type=int, default=5, help='timed rounds. Default: 5')
+    parser.add_argument(
+        '--warmup', type=int, default=1, help='untimed rounds. Default: 1')
+    parser.add_argument(
+        '--masks', type=int, default=2000,
+        help='masks per generator and round. Default: 2000')
+    parser.add_argument(
+        '--with-cp', action='store_true',
+        help='also time our step with activation checkpointing')
+    parser.add_argument(
+        '--compile', action='store_true',
+        help='torch.compile our student and teacher (not the stock parts)')
+    parser.add_argument(
+        '--clip-checkpoint',
+        help='open_clip/OpenAI-layout CLIP state dict for both teachers. '
+        'Default: a seeded random CLIP written to a temporary file')
+    parser.add_argument('--json', help='write the results to this file')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config entries, e.g. model.backbone.arch=large')
+    return parser.parse_args()
+
+
+class StockMVPStep(nn.Module):
+    """MVP's step assembled from stock mmpretrain parts, as a user would.
+
+    - student: mmpretrain's ``BEiTPretrainViT`` (plain ``BEiTAttention``);
+    - teacher: mmpretrain's ``CLIPGenerator`` (MILAN's target generator):
+      mmpretrain's own CLIP (``build_clip_model``) loaded from the checkpoint
+      file, a registered submodule (so it follows ``model.train()`` and its
+      parameters reach the optimizer, where AdamW skips them: no grads);
+      it returns ``ln_post(x) @ proj`` for every token, as Eq. 7 needs;
+    - the student's ImageNet-normalised input is mapped to CLIP's
+      normalisation with constants computed once (buffers);
+    - head: one ``nn.Linear``; loss: ``CosineSimilarityLoss`` (minus the mean
+      cosine over all tokens = Eq. 9 with ``patches='all'``).
+
+    Args:
+        backbone (dict): The student config (its ``type`` is replaced).
+        clip_checkpoint (str): CLIP state dict file.
+        out_channels (int): CLIP's embedding dim.
+        mean, std (tuple): The student input's normalisation (0-255).
+        clip_mean, clip_std (tuple): CLIP's (0-255).
+    """
+
+    def __init__(self, backbone: dict, clip_checkpoint: str,
+                 out_channels: int, mean: tuple, std: tuple,
+                 clip_mean: tuple, clip_std: tuple) -> None:
+        super().__init__()
+        backbone = dict(backbone, type='BEiTPretrainViT')
+        backbone.pop('with_cp', None)
+        self.backbone = MODELS.build(backbone)
+        self.head = nn.Linear(self.backbone.embed_dims, out_channels)
+        self.target_generator = CLIPGenerator(clip_checkpoint)
+        self.loss_module = CosineSimilarityLoss()
+        mean, std = torch.tensor(mean), torch.tensor(std)
+        clip_mean, clip_std = torch.tensor(clip_mean), torch.tensor(clip_std)
+        self.register_buffer('scale', (std / clip_std).view(1, 3, 1, 1))
+        self.register_buffer('shift',
+                             ((mean - clip_mean) / clip_std).view(1, 3, 1, 1))
+
+    def teacher(self, imgs: torch.Tensor) -> torch.Tensor:
+        """CLIP features of every token ``[B, 1 + M, D]``."""
+        return self.target_generator(imgs * self.scale + self.shift)[0]
+
+    def loss(self, imgs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        latent = self.backbone(imgs, mask)[0]  # [B, 1 + M, C]
+        return self.loss_module(self.head(latent), self.teacher(imgs))
+
+
+def write_random_clip(model_name: str, overrides: dict, path: str) -> None:
+    """A seeded random open_clip CLIP's state dict (OpenAI key layout)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = open_clip.create_model(model_name, pretrained=None,
+                                       **overrides)
+    torch.save(model.state_dict(), path)
+
+
+def build_models(cfg: Config, clip_checkpoint: str, device: str):
+    """Our MVP (from the config) and the stock assembly, same weights."""
+    model_cfg = cfg.model.copy()
+    model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
+    model_cfg.target_generator.pretrained = clip_checkpoint
+    mvp = MODELS.build(model_cfg)
+    mvp.init_weights()
+    teacher = mvp.target_generator
+    preprocessor = mvp.data_preprocessor
+    stock = StockMVPStep(
+        cfg.model.backbone, clip_checkpoint, teacher.out_dims,
+        tuple(preprocessor.mean.flatten().tolist()),
+        tuple(preprocessor.std.flatten().tolist()), teacher.teacher_mean,
+        teacher.teacher_std)
+    # Same keys: our student's checkpoint loads into the stock one, strictly.
+    stock.backbone.load_state_dict(mvp.backbone.state_dict())
+    stock.head.load_state_dict(mvp.head.fc.state_dict())
+    return mvp.to(device).train(), stock.to(device).train()
+
+
+def build_optimizers(cfg: Config, mvp: nn.Module, stock: nn.Module,
+                     device: str):
+    """The config's optim wrapper for both; the stock one without
+    ``fused`` (mmpretrain's default AdamW)."""
+    wrapper = cfg.optim_wrapper.copy()
+    if device == 'cpu':  # as tools/train.py does on a machine with no GPU
+        wrapper.type = 'OptimWrapper'
+        for key in ('loss_scale', 'dtype', 'use_fsdp'):
+            wrapper.pop(key, None)
+    theirs = wrapper.copy()
+    theirs.optimizer = dict(theirs.optimizer)
+    theirs.optimizer.pop('fused', None)
+    return build_optim_wrapper(mvp, wrapper), build_optim_wrapper(
+        stock, theirs)
+
+
+def make_batch(cfg: Config, batch_size: int, image_size: int, grid: int,
+               device: str):
+    """Normalised images and BEiT block masks, on the device, once."""
+    generator = BlockwiseMaskGenerator(
+        input_size=grid, **mask_settings(cfg))
+    masks = torch.stack([
+        torch.from_numpy(generator.transform({})['mask'])
+        for _ in range(batch_size)
+    ]).to(device)  # [B, h, w], 1 = masked
+    imgs = torch.randn(batch_size, 3, image_size, image_size, device=device)
+    samples = [DataSample().set_mask(m) for m in masks]
+    return imgs, masks, samples
+
+
+def mask_settings(cfg: Config) -> dict:
+    """The config's mask generator settings (the class defaults if none)."""
+    for transform in cfg.train_dataloader.dataset.get('pipeline', []):
+        if transform.get('type') == 'BlockwiseMaskGenerator':
+            return {
+                k: v
+                for k, v in transform.items()
+                if k not in ('type', 'input_size', '_scope_')
+            }
+    return dict()
+
+
+def synchronize(device: str) -> None:
+    if device == 'cuda':
+        torch.cuda.synchronize()
+
+
+class PeakMemory:
+    """Peak memory of one call above the resting state, in bytes."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self._page = os.sysconf('SC_PAGE_SIZE')
+        self._libc = ctypes.CDLL('libc.so.6') if device == 'cpu' else None
+
+    def _rss(self) -> int:
+        with open('/proc/self/statm') as f:
+            return int(f.read().split()[1]) * self._page
+
+    def __call__(self, fn: Callable[[], None]) -> int:
+        if self.device == 'cuda':
+            torch.cuda.synchronize()
+            base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+            fn()
+            torch.cuda.synchronize()
+            return torch.cuda.max_memory_allocated() - base
+        self._libc.malloc_trim(0)  # hand freed heap back: RSS = live set
+        base = peak = self._rss()
+        done = threading.Event()
+
+        def sample():
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, self._rss())
+                time.sleep(0.001)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        fn()
+        done.set()
+        sampler.join()
+        return max(peak, self._rss()) - base
+
+
+def check_equal_loss(mvp, stock, imgs, masks, samples) -> Dict[str, float]:
+    """Same weights and batch -> same loss (training mode, same seed)."""
+    bf16 = mvp.target_generator.bf16_on_gpu
+    mvp.target_generator.bf16_on_gpu = False  # compare in float32
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.no_grad():
+            torch.manual_seed(0)
+            ours = mvp.loss(imgs, samples)['loss'].item()
+            torch.manual_seed(0)
+            theirs = stock.loss(imgs, masks).item()
+    finally:
+        mvp.target_generator.bf16_on_gpu = bf16
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    if abs(ours - theirs) > LOSS_TOLERANCE:
+        raise RuntimeError(
+            f'The MVP step and the stock-parts step disagree at init: loss '
+            f'{ours:.6f} vs {theirs:.6f} (tolerance {LOSS_TOLERANCE}). They '
+            'do not compute the same thing, so their speeds cannot be '
+            'compared; check the config (student, teacher, loss).')
+    return dict(mvp=ours, stock=theirs, abs_diff=abs(ours - theirs))
+
+
+def train_step(model: nn.Module, wrapper, loss_fn: Callable) -> None:
+    """One optimisation step the way mmengine's ``train_step`` does it."""
+    with wrapper.optim_context(model):
+        loss = loss_fn()
+    wrapper.update_params(loss)
+
+
+def time_interleaved(cases: Dict[str, Callable], rounds: int, warmup: int,
+                     device: str) -> Dict[str, List[float]]:
+    """Seconds per call of each case, round by round, order rotating."""
+    names = list(cases)
+    times = {name: [] for name in names}
+    for r in range(warmup + rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            synchronize(device)
+            start = time.perf_counter()
+            cases[name]()
+            synchronize(device)
+            if r >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
+def paired_ratio(times: Dict[str, List[float]], slow: str,
+                 fast: str) -> float:
+    """Median over rounds of ``time[slow] / time[fast]``."""
+    return statistics.median(
+        s / f for s, f in zip(times[slow], times[fast]))
+
+
+def benchmark_masks(cfg: Config, grid: int, count: int, rounds: int):
+    """Masks per second, ours vs mmpretrain's, interleaved."""
+    settings = mask_settings(cfg)
+    ours = BlockwiseMaskGenerator(input_size=grid, **settings)
+    theirs = BEiTMaskGenerator(input_size=grid, **settings)
+    random.seed(0)
+    np.random.seed(0)
+
+    def run(generator):
+        return lambda: [generator.transform({}) for _ in range(count)]
+
+    times = time_interleaved(
+        dict(ours=run(ours), mmpretrain=run(theirs)), rounds, 1, 'cpu')
+    return dict(
+        ours_per_s=count / statistics.median(times['ours']),
+        mmpretrain_per_s=count / statistics.median(times['mmpretrain']),
+        ratio=paired_ratio(times, 'mmpretrain', 'ours'))
+
+
+def machine(device: str, threads: int) -> dict:
+    info = dict(
+        cpu=platform.processor() or platform.machine(),
+        cpu_count=os.cpu_count(),
+        torch_threads=threads,
+        torch=torch.__version__,
+        python=platform.python_version())
+    with open('/proc/cpuinfo') as f:
+        for line in f:
+            if line.startswith('model name'):
+                info['cpu'] = line.split(':', 1)[1].strip()
+                break
+    if device == 'cuda':
+        info['gpu'] = torch.cuda.get_device_name()
+    return info
+
+
+def main():
+    args = parse_args()
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit('--device cuda, but torch sees no CUDA device.')
+    torch.set_num_threads(args.threads)
+    MMLogger.get_instance('benchmark', log_level='WARNING')
+    logging.getLogger('root').setLevel(logging.ERROR)  # open_clip's notices
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    device = args.device
+
+    with tempfile.TemporaryDirectory() as tmp:
+        clip_checkpoint = args.clip_checkpoint
+        if clip_checkpoint is None:
+            clip_checkpoint = osp.join(tmp, 'clip.pt')
+            generator_cfg = cfg.model.target_generator
+            write_random_clip(
+                generator_cfg.get('model_name', 'ViT-B-16-quickgelu'),
+                generator_cfg.get('model_overrides') or {}, clip_checkpoint)
+        mvp, stock = build_models(cfg, clip_checkpoint, device)
+    teacher = mvp.target_generator
+    grid = teacher.img_size // teacher.patch_size
+    imgs, masks, samples = make_batch(cfg, args.batch_size, teacher.img_size,
+                                      grid, device)
+    loss_at_init = check_equal_loss(mvp, stock, imgs, masks, samples)
+    ours_opt, stock_opt = build_optimizers(cfg, mvp, stock, device)
+    if args.compile:
+        mvp.backbone.compile()
+        # CLIPTargetGenerator.encode calls the tower's parts, not forward.
+        teacher.teacher.transformer.compile()
+    with torch.no_grad():
+        target = teacher(imgs)  # [B, 1 + M, D], for the student-alone step
+    flat_mask = masks.flatten(1)  # [B, M]
+
+    def student_loss():
+        latent = mvp.backbone(imgs, masks)[0]
+        return mvp.head.loss(latent, target, flat_mask)
+
+    def mvp_step():
+        train_step(mvp, ours_opt, lambda: mvp.loss(imgs, samples)['loss'])
+
+    def checkpointed_step():
+        mvp.backbone.with_cp = True
+        try:
+            mvp_step()
+        finally:
+            mvp.backbone.with_cp = False
+
+    steps = dict(
+        mvp=mvp_step,
+        stock=lambda: train_step(stock, stock_opt,
+                                 lambda: stock.loss(imgs, masks)),
+        student=lambda: train_step(mvp, ours_opt, student_loss))
+    if args.with_cp:
+        if not hasattr(mvp.backbone, 'with_cp'):
+            raise SystemExit('--with-cp needs a FusedBEiTPretrainViT student.')
+        steps['mvp_cp'] = checkpointed_step
+    no_grad_teachers = dict(
+        teacher_mvp=lambda: teacher(imgs),
+        teacher_stock=lambda: stock.teacher(imgs))
+
+    def forward_only(fn):
+        def run():
+            with torch.no_grad():
+                fn()
+        return run
+
+    cases = dict(steps)
+    cases.update({k: forward_only(v) for k, v in no_grad_teachers.items()})
+    times = time_interleaved(cases, args.steps, args.warmup, device)
+    peak = PeakMemory(device)
+    memory = {name: peak(step) for name, step in steps.items()}
+    masks_result = benchmark_masks(cfg, grid, args.masks, args.steps)
+
+    results = dict(
+        config=args.config,
+        device=device,
+        machine=machine(device, args.threads),
+        batch_size=args.batch_size,
+        rounds=args.steps,
+        warmup=args.warmup,
+        compile=args.compile,
+        loss_at_init=loss_at_init,
+        seconds={k: statistics.median(v) for k, v in times.items()},
+        img_per_s={
+            k: args.batch_size / statistics.median(times[k])
+            for k in steps
+        },
+        peak_memory_mib={k: v / 2**20 for k, v in memory.items()},
+        ratios=dict(
+            mvp_vs_stock=paired_ratio(times, 'stock', 'mvp'),
+            teacher_overhead=paired_ratio(times, 'mvp', 'student'),
+            stock_teacher_overhead=paired_ratio(times, 'stock', 'student'),
+            teacher_stock_vs_mvp=paired_ratio(times, 'teacher_stock',
+                                              'teacher_mvp')),
+        masks=masks_result,
+        raw_seconds=times)
+    if args.with_cp:
+        results['ratios']['cp_slowdown'] = paired_ratio(
+            times, 'mvp_cp', 'mvp')
+    print_table(results, steps)
+    if args.json:
+        os.makedirs(osp.dirname(osp.abspath(args.json)), exist_ok=True)
+        with open(args.json, 'w') as f:
+            json.dump(results, f, indent=2)
+
+
+def print_table(results: dict, steps: Dict[str, Callable]) -> None:
+    m = results['machine']
+    print(f"\n{results['config']} on {results['device']} "
+          f"({m['cpu']}, {m['torch_threads']} threads"
+          f"{', ' + m['gpu'] if 'gpu' in m else ''}, torch {m['torch']}), "
+          f"batch {results['batch_size']}, median of {results['rounds']} "
+          'interleaved rounds')
+    init = results['loss_at_init']
+    print(f"loss at init: mvp {init['mvp']:.6f}, stock {init['stock']:.6f} "
+          f"(|diff| {init['abs_diff']:.1e} <= {LOSS_TOLERANCE})")
+    print(f"{'step':<10}{'s/step':>10}{'img/s':>10}{'peak MiB':>12}")
+    for name in steps:
+        print(f"{name:<10}{results['seconds'][name]:>10.3f}"
+              f"{results['img_per_s'][name]:>10.2f}"
+              f"{results['peak_memory_mib'][name]:>12.0f}")
+    for name in ('teacher_mvp', 'teacher_stock'):
+        print(f"{name:<14}{results['seconds'][name]:>6.3f} s forward")
+    r, k = results['ratios'], results['masks']
+    print(f"mvp vs stock step:      {r['mvp_vs_stock']:.2f}x faster")
+    print(f"teacher overhead:       {r['teacher_overhead']:.2f}x "
+          f"(stock: {r['stock_teacher_overhead']:.2f}x) the student step")
+    print(f"teacher forward:        stock / ours "
+          f"{r['teacher_stock_vs_mvp']:.2f}x")
+    if 'cp_slowdown' in r:
+        print(f"activation checkpoint:  {r['cp_slowdown']:.2f}x slower")
+    print(f"masks/s:                ours {k['ours_per_s']:.0f}, mmpretrain "
+          f"{k['mmpretrain_per_s']:.0f} ({k['ratio']:.1f}x)")
+
+
+if __name__ == '__main__':
+    main()
