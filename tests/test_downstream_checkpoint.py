@@ -1,5 +1,6 @@
 """The raw MVP pre-training checkpoint loads exactly into mmpretrain's and
-mmseg's downstream backbones, or fails loudly."""
+mmseg's downstream backbones, or fails loudly. Models are built with an
+explicit ``_scope_``: whichever default scope an earlier test left current."""
 import logging
 
 import numpy as np
@@ -64,7 +65,8 @@ def pretrained(tmp_path):
     default) student weights, shared table, mask token, head, extra keys."""
     torch.manual_seed(0)
     student = PRETRAIN_MODELS.build(
-        dict(type='BEiTPretrainViT', arch=ARCH, img_size=64,
+        dict(type='BEiTPretrainViT', _scope_='mmpretrain', arch=ARCH,
+             img_size=64,
              use_abs_pos_emb=False, use_rel_pos_bias=False,
              use_shared_rel_pos_bias=True, layer_scale_init_value=0.1,
              final_norm=True, out_type='raw'))
@@ -86,7 +88,8 @@ def _init(cfg, path):
 
 
 def _classifier_backbone(path, **kwargs):
-    cfg = dict(type='MVPBEiTViT', arch=ARCH, img_size=64,
+    cfg = dict(type='MVPBEiTViT', _scope_='mmpretrain', arch=ARCH,
+               img_size=64,
                use_rel_pos_bias=True, use_shared_rel_pos_bias=False)
     cfg.update(kwargs)
     model = PRETRAIN_MODELS.build(_init(cfg, path))
@@ -96,7 +99,8 @@ def _classifier_backbone(path, **kwargs):
 
 
 def _seg_backbone(path, img_size=64, **kwargs):
-    cfg = dict(type='MVPBEiT', img_size=img_size, embed_dims=WIDTH,
+    cfg = dict(type='MVPBEiT', _scope_='mmseg', img_size=img_size,
+               embed_dims=WIDTH,
                num_layers=LAYERS, num_heads=HEADS, mlp_ratio=2,
                norm_cfg=dict(type='LN', eps=1e-6), out_indices=[LAYERS - 1])
     cfg.update(kwargs)
@@ -155,8 +159,9 @@ def test_seg_backbone_at_512_analog_resizes_and_matches_at_224_analog(
 def test_mmseg_pretrained_argument_takes_the_same_route(pretrained):
     path, _, state = pretrained
     model = SEG_MODELS.build(
-        dict(type='MVPBEiT', img_size=64, embed_dims=WIDTH, num_layers=LAYERS,
-             num_heads=HEADS, mlp_ratio=2, pretrained=path))
+        dict(type='MVPBEiT', _scope_='mmseg', img_size=64, embed_dims=WIDTH,
+             num_layers=LAYERS, num_heads=HEADS, mlp_ratio=2,
+             pretrained=path))
     model.init_weights()
     assert torch.equal(model.cls_token, state['backbone.cls_token'])
 

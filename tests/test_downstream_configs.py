@@ -133,7 +133,7 @@ def checkpoint(tmp_path_factory):
     layout, for building the tiny downstream models."""
     torch.manual_seed(0)
     student = PRETRAIN_MODELS.build(
-        dict(type='BEiTPretrainViT',
+        dict(type='BEiTPretrainViT', _scope_='mmpretrain',
              arch=dict(embed_dims=32, num_layers=NUM_LAYERS, num_heads=2,
                        feedforward_channels=64),
              img_size=64, use_abs_pos_emb=False, use_rel_pos_bias=False,
