@@ -2,9 +2,13 @@
 bad input): tests/tiny.py's config with the reliability pipeline."""
 import json
 import os.path as osp
+from collections import OrderedDict
 from glob import glob
 from typing import List
 
+import pytest
+import torch
+from mmengine.registry import DefaultScope
 from tiny import tiny_pretrain_cfg
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -49,3 +53,16 @@ def logged_losses(work_dir: str) -> List[dict]:
                 if 'loss' in row:
                     rows.append(dict(iter=row['iter'], loss=row['loss']))
     return rows
+
+
+@pytest.fixture(autouse=True)
+def isolated_global_state():
+    """Leave no trace for other test files: the runners built here create a
+    'mmpretrain' DefaultScope (registries would otherwise keep building in
+    it) and turn torch's deterministic mode on."""
+    scopes = OrderedDict(DefaultScope._instance_dict)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    yield
+    DefaultScope._instance_dict.clear()
+    DefaultScope._instance_dict.update(scopes)
+    torch.use_deterministic_algorithms(deterministic)

@@ -14,7 +14,8 @@ import torch
 from mmengine.dataset import pseudo_collate, worker_init_fn
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
-from reliability_tiny import REPO, logged_losses, reliable_tiny_cfg
+from reliability_tiny import (REPO, isolated_global_state,  # noqa: F401
+                              logged_losses, reliable_tiny_cfg)
 from torch.utils.data import DataLoader
 
 from mmpretrain.registry import DATASETS, DATA_SAMPLERS
@@ -27,14 +28,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def restore_determinism():
-    yield  # the in-process run turns torch's deterministic mode on
-    torch.use_deterministic_algorithms(False)
-
-
-def test_dist_train_two_processes_match_one_process(tmp_path,
-                                                    restore_determinism):
+def test_dist_train_two_processes_match_one_process(tmp_path):
     data = str(tmp_path / 'in')
     make_imagenet_folder(data, 2, 4, 80)
 
