@@ -4,8 +4,8 @@ mmengine 0.10.7 assumes one GPU per process under torchrun
 (``tools/dist_train.sh``): ``_init_dist_pytorch`` calls
 ``torch.cuda.set_device(local_rank)`` ("Found no NVIDIA driver on your
 system"), and ``Runner.wrap_model`` gives DDP ``device_ids=[local_rank]``,
-which DDP refuses for a CPU module. On a machine with no accelerator (mmengine's
-``get_device() == 'cpu'``) :func:`install_cpu_distributed_launch`
+which DDP refuses for a CPU module. On a machine with no accelerator
+(mmengine's ``get_device() == 'cpu'``) :func:`install_cpu_distributed_launch`
 
 - initialises the process group without ``set_device``, with the gloo
   backend (NCCL needs GPUs; a configured ``nccl`` is switched to ``gloo``

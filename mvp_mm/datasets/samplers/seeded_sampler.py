@@ -10,8 +10,10 @@ from mmpretrain.registry import DATA_SAMPLERS
 class SeededIndex(int):
     """A dataset index that also carries its sample's augmentation seed.
 
-    It is an ``int`` for every dataset; :class:`ApplySampleSeed` reads
-    ``seed`` in the data worker that prepares the sample.
+    Part of the training tooling of `MVP: Multimodality-guided Visual
+    Pre-training <https://arxiv.org/abs/2203.05175>`_. It is an ``int`` for
+    every dataset; :class:`ApplySampleSeed` reads ``seed`` in the data worker
+    that prepares the sample.
 
     Args:
         index (int): The dataset index.
