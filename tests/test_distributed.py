@@ -126,3 +126,13 @@ def test_crops_and_masks_differ_across_ranks_workers_and_repeat(tmp_path):
     assert not any(
         torch.equal(mask, next_epoch[idx]) for _, mask, idx in rank0
         if idx in next_epoch)
+
+
+def test_cpu_launch_layer_leaves_gpu_machines_alone(monkeypatch):
+    import mmengine.dist.utils as dist_utils
+
+    import mvp_mm.compat.cpu_distributed as layer
+    before = dist_utils._init_dist_pytorch
+    monkeypatch.setattr(layer, 'get_device', lambda: 'cuda')
+    assert layer.install_cpu_distributed_launch() is False
+    assert dist_utils._init_dist_pytorch is before
