@@ -136,3 +136,25 @@ def test_cpu_launch_layer_leaves_gpu_machines_alone(monkeypatch):
     monkeypatch.setattr(layer, 'get_device', lambda: 'cuda')
     assert layer.install_cpu_distributed_launch() is False
     assert dist_utils._init_dist_pytorch is before
+
+
+def test_cpu_ddp_wrap_reverts_sync_batchnorm(tmp_path):
+    """mmseg's UperNet uses SyncBN, which DDP refuses on CPU."""
+    import torch.distributed as torch_dist
+    from mmengine.model.wrappers import MMDistributedDataParallel
+
+    from mvp_mm.compat.cpu_distributed import install_cpu_distributed_launch
+    assert install_cpu_distributed_launch()
+    torch_dist.init_process_group(
+        'gloo', init_method=f'file://{tmp_path}/rendezvous', rank=0,
+        world_size=1)
+    try:
+        model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1),
+                                    torch.nn.SyncBatchNorm(4))
+        ddp = MMDistributedDataParallel(module=model)
+        assert not any(isinstance(m, torch.nn.SyncBatchNorm)
+                       for m in ddp.module.modules())
+        assert any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                   for m in ddp.module.modules())
+    finally:
+        torch_dist.destroy_process_group()

@@ -11,7 +11,10 @@ which DDP refuses for a CPU module. On a machine with no accelerator
   backend (NCCL needs GPUs; a configured ``nccl`` is switched to ``gloo``
   with a warning), and
 - lets ``MMDistributedDataParallel`` wrap a CPU module with
-  ``device_ids=None``, as DDP requires.
+  ``device_ids=None``, as DDP requires, after turning SyncBN layers (mmseg's
+  UperNet uses them) into plain BN, which DDP requires on CPU ("SyncBatchNorm
+  layers only work with GPU modules"); mmengine does the same for
+  non-distributed runs.
 
 That makes ``bash tools/dist_train.sh CONFIG 2`` run on a laptop or a CI
 machine. Nothing changes where a GPU (or NPU/MLU/MUSA) is present.
@@ -35,6 +38,7 @@ def install_cpu_distributed_launch() -> bool:
     if get_device() != 'cpu':
         return False
     import mmengine.dist.utils as dist_utils
+    from mmengine.model import revert_sync_batchnorm
     from mmengine.model.wrappers import MMDistributedDataParallel
 
     if getattr(dist_utils._init_dist_pytorch, _FLAG, False):
@@ -53,7 +57,7 @@ def install_cpu_distributed_launch() -> bool:
 
     def wrap_cpu_module(self, module, *args, **kwargs):
         kwargs['device_ids'] = None  # DDP: None for a CPU module
-        wrap_with_gpu(self, module, *args, **kwargs)
+        wrap_with_gpu(self, revert_sync_batchnorm(module), *args, **kwargs)
 
     setattr(init_dist_pytorch_on_cpu, _FLAG, True)
     dist_utils._init_dist_pytorch = init_dist_pytorch_on_cpu
