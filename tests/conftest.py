@@ -1,7 +1,10 @@
+import contextlib
 import os
+from collections import OrderedDict
 
 import pytest
 import torch
+from mmengine.registry import DefaultScope
 
 # Two cores are shared by the whole suite; keep torch from oversubscribing.
 torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -11,3 +14,29 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 def _registered():
     """Every test sees mvp_mm's modules registered and compat layers on."""
     import mvp_mm  # noqa: F401
+
+
+@contextlib.contextmanager
+def _restored_global_state():
+    """Runners make their registry scope ('mmpretrain' or 'mmseg') current,
+    and deterministic runs switch torch's deterministic mode on: undo both."""
+    scopes = OrderedDict(DefaultScope._instance_dict)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    yield
+    DefaultScope._instance_dict.clear()
+    DefaultScope._instance_dict.update(scopes)
+    torch.use_deterministic_algorithms(deterministic)
+
+
+@pytest.fixture(autouse=True, scope='module')
+def _isolated_module():
+    """No test file leaves global state behind (module fixtures included)."""
+    with _restored_global_state():
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _isolated_test():
+    """No test leaves global state behind for the next one."""
+    with _restored_global_state():
+        yield

@@ -14,8 +14,7 @@ import torch
 from mmengine.dataset import pseudo_collate, worker_init_fn
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
-from reliability_tiny import (REPO, isolated_global_state,  # noqa: F401
-                              logged_losses, reliable_tiny_cfg)
+from reliability_tiny import REPO, logged_losses, reliable_tiny_cfg
 from torch.utils.data import DataLoader
 
 from mmpretrain.registry import DATASETS, DATA_SAMPLERS

@@ -4,7 +4,6 @@ linear probing -> UperNet on an ADE20K folder + mIoU. Every step starts from
 the previous step's checkpoint file, through the real tools (Runner,
 tools/train.py, tools/test.py, mmseg's own train.py; tools/dist_train.sh
 needs CUDA: mmengine's pytorch launcher calls torch.cuda.set_device)."""
-import copy
 import json
 import os.path as osp
 import runpy
@@ -14,7 +13,6 @@ import sys
 import pytest
 import torch
 from mmengine.hooks import Hook
-from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 from tiny import REPO
 from tiny_downstream import (CLS_FINETUNE, CLS_LINEAR, SEG_CROP, SEG_UPERNET,
@@ -26,16 +24,6 @@ from mvp_mm.models.downstream import resize_relative_position_table
 from mvp_mm.utils import make_ade20k_folder, make_imagenet_folder
 
 SHARED = 'backbone.rel_pos_bias.relative_position_bias_table'
-
-
-@pytest.fixture(scope='module', autouse=True)
-def _keep_default_scope():
-    """The Runners below (mmpretrain and mmseg) each make their default
-    scope current; give the next test module back the scope it had (as
-    mmengine's DefaultScope.overwrite_default_scope does)."""
-    before = copy.copy(DefaultScope._instance_dict)
-    yield
-    DefaultScope._instance_dict = before
 
 
 @pytest.fixture(scope='module')

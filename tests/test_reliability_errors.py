@@ -12,8 +12,7 @@ from mmengine.config import Config
 from mmengine.logging import MessageHub, MMLogger
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
-from reliability_tiny import (REPO, TRAIN,  # noqa: F401
-                              isolated_global_state, reliable_tiny_cfg)
+from reliability_tiny import REPO, TRAIN, reliable_tiny_cfg
 from tiny import tiny_pretrain_cfg
 
 from mmpretrain.registry import MODELS, TRANSFORMS

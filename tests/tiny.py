@@ -56,7 +56,8 @@ def tiny_pretrain_cfg(data_root: str,
     cfg = Config.fromfile(config)
     teacher = tiny_teacher(cfg.model.target_generator.type, clip_pretrained)
     pipeline = [
-        dict(type='LoadImageFromFile'),
+        dict(type='ApplySampleSeed'),
+        dict(type='CheckedLoadImageFromFile', on_error='raise'),
         dict(type='RandomResizedCrop', scale=IMG,
              crop_ratio_range=(0.5, 1.0), backend='pillow'),
         dict(type='RandomFlip', prob=0.5, direction='horizontal'),
