@@ -129,6 +129,11 @@ def main():
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg \
         else RUNNERS.build(cfg)
     runner.train()
+    if torch.distributed.is_initialized():
+        # Ranks leave together, so none exits while another still talks to
+        # it (mmengine never tears the process group down).
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == '__main__':
