@@ -1,30 +1,25 @@
 """Read the weights of a checkpoint that mmengine's Runner wrote."""
-import os.path as osp
 from typing import Dict
 
 import torch
 
+from mvp_mm.models.downstream.mvp_checkpoint import read_checkpoint
+
 
 def load_state_dict(path: str) -> Dict[str, torch.Tensor]:
-    """The ``state_dict`` of an mmengine checkpoint (or a bare state dict).
+    """The ``state_dict`` of an mmengine checkpoint (or a bare state dict),
+    for the analysis and export tools.
 
-    Loads weights-only: a Runner checkpoint's message hub (mmengine's
-    ``HistoryBuffer``, numpy arrays) is readable because ``import mvp_mm``
-    allow-lists exactly those globals
-    (:func:`mvp_mm.compat.install_runner_checkpoint_safe_globals`).
+    The downstream backbones' reader (:func:`read_checkpoint`: weights-only,
+    a clear error for a missing, truncated or foreign file), with the fix
+    that fits a tool's command line.
 
     Args:
         path (str): A ``.pth`` file.
 
     Returns:
         Dict[str, torch.Tensor]: Parameter name -> tensor, on the CPU.
-
-    Raises:
-        FileNotFoundError: ``path`` is not a file.
     """
-    if not osp.isfile(path):
-        raise FileNotFoundError(
-            f'Checkpoint {path!r} does not exist; pass the .pth file that '
-            'tools/train.py wrote (e.g. work_dirs/<config>/epoch_300.pth).')
-    checkpoint = torch.load(path, map_location='cpu', weights_only=True)
-    return checkpoint.get('state_dict', checkpoint)
+    return read_checkpoint(
+        path, fix_hint='pass the .pth file that tools/train.py wrote '
+        '(e.g. work_dirs/<config>/epoch_300.pth)')

@@ -96,7 +96,8 @@ def resize_relative_position_table(table: torch.Tensor,
         table.float(), (height, width), (target_rows, heads)).to(table.dtype)
 
 
-def read_checkpoint(path: str) -> Dict[str, torch.Tensor]:
+def read_checkpoint(path: str,
+                    fix_hint: str = FIX_HINT) -> Dict[str, torch.Tensor]:
     """The ``state_dict`` of a checkpoint file (local path or URI).
 
     Read by mmengine's ``CheckpointLoader`` (torch's weights-only loading,
@@ -104,6 +105,8 @@ def read_checkpoint(path: str) -> Dict[str, torch.Tensor]:
 
     Args:
         path (str): The ``.pth`` file.
+        fix_hint (str): How the caller's user passes the right file; ends
+            every error message. Defaults to the downstream configs' flags.
 
     Returns:
         dict: Its ``state_dict`` (or the file itself if it is one).
@@ -111,10 +114,10 @@ def read_checkpoint(path: str) -> Dict[str, torch.Tensor]:
     if not path:
         raise FileNotFoundError(
             'The backbone has a Pretrained init_cfg without a checkpoint: '
-            + FIX_HINT + '.')
+            + fix_hint + '.')
     if '://' not in path and not osp.isfile(path):
         raise FileNotFoundError(
-            f'MVP checkpoint {path!r} does not exist: {FIX_HINT}.')
+            f'MVP checkpoint {path!r} does not exist: {fix_hint}.')
     try:
         checkpoint = CheckpointLoader.load_checkpoint(
             path, map_location='cpu', logger='current')
@@ -129,7 +132,7 @@ def read_checkpoint(path: str) -> Dict[str, torch.Tensor]:
     if not isinstance(state_dict, dict) or not all(
             isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise RuntimeError(
-            f'{path!r} holds no state_dict of tensors: {FIX_HINT}.')
+            f'{path!r} holds no state_dict of tensors: {fix_hint}.')
     return state_dict
 
 
