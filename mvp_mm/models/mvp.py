@@ -113,6 +113,13 @@ class MVP(BaseSelfSupervisor):
                 'model.backbone.img_size, and BlockwiseMaskGenerator '
                 'input_size equal img_size // patch_size.')
 
+    @staticmethod
+    def _images_and_masks(inputs: Union[torch.Tensor, List[torch.Tensor]],
+                          data_samples: List[DataSample]):
+        """``[B, 3, H, W]`` images and ``[B, h, w]`` masks, 1 = masked."""
+        imgs = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+        return imgs, torch.stack([ds.mask for ds in data_samples])
+
     def forward(self,
                 inputs: Union[torch.Tensor, List[torch.Tensor]],
                 data_samples: Optional[List[DataSample]] = None,
@@ -139,8 +146,7 @@ class MVP(BaseSelfSupervisor):
         Returns:
             Dict[str, torch.Tensor]: ``{'loss': ...}``.
         """
-        imgs = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
-        mask = torch.stack([ds.mask for ds in data_samples])  # [B, h, w], 1 = masked
+        imgs, mask = self._images_and_masks(inputs, data_samples)
         self._check_inputs(imgs, mask)
         latent = self.backbone(imgs, mask)[0]  # [B, 1 + M, C]
         target = self.target_generator(imgs)  # [B, 1 + M, D], no grad
@@ -176,8 +182,7 @@ class MVP(BaseSelfSupervisor):
     def predict(self, inputs: Union[torch.Tensor, List[torch.Tensor]],
                 data_samples: List[DataSample]) -> List[DataSample]:
         """Attach :meth:`alignment` to each sample as ``alignment``."""
-        imgs = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
-        mask = torch.stack([ds.mask for ds in data_samples])  # [B, h, w]
+        imgs, mask = self._images_and_masks(inputs, data_samples)
         scores = self.alignment(imgs, mask)
         for i, sample in enumerate(data_samples):
             sample.set_field({k: v[i] for k, v in scores.items()},
