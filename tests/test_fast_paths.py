@@ -7,13 +7,16 @@ import sys
 import open_clip
 import pytest
 import torch
+from mmcv.cnn.bricks.drop import drop_path
 from mmengine.config import Config
 from tiny import IMG, tiny_pretrain_cfg
 
+from mmpretrain.models.backbones.beit import BEiTTransformerEncoderLayer
 from mmpretrain.models.losses import CosineSimilarityLoss
 from mmpretrain.models.utils import BEiTAttention, build_clip_model
 from mmpretrain.registry import MODELS
-from mvp_mm.models import FusedBEiTAttention
+from mvp_mm.models import (FusedBEiTAttention,
+                           FusedBEiTTransformerEncoderLayer, biased_attention)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 GRID = IMG // 16
@@ -89,15 +92,82 @@ def test_fused_attention_equals_beit_attention(bias, own_table):
         torch.testing.assert_close(g_fused, g_plain)
 
 
+@pytest.mark.parametrize('bias_grad', [True, False])
+def test_biased_attention_equals_reference_attention(bias_grad):
+    """The CPU kernel for a trainable bias: outputs and all four gradients
+    equal the textbook maths (float64), q/k/v being strided views."""
+    torch.manual_seed(0)
+    B, H, N, D = 2, 3, 7, 4
+    qkv = torch.randn(B, N, 3, H, D, dtype=torch.double, requires_grad=True)
+    bias = torch.randn(H, N, N, dtype=torch.double, requires_grad=bias_grad)
+    grad_out = torch.randn(B, H, N, D, dtype=torch.double)
+    results = []
+    for fused in (False, True):
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # [B, H, N, D]
+        if fused:
+            out = biased_attention(q, k, v, bias, 0.3)
+        else:
+            out = ((q @ k.transpose(-2, -1)) * 0.3 + bias).softmax(-1) @ v
+        out.backward(grad_out)
+        results.append([out.detach(), qkv.grad.clone()] +
+                       ([bias.grad.clone()] if bias_grad else []))
+        qkv.grad = bias.grad = None
+    for new, ref in zip(*results[::-1]):
+        torch.testing.assert_close(new, ref)
+
+
+def _official_beit_block(layer, x, rel_pos_bias):
+    """Official BEiT's block on ``layer``'s modules: drop path once per
+    branch (https://github.com/microsoft/unilm, beit/modeling_finetune.py)."""
+    prob = layer.drop_path.drop_prob if layer.training else 0.
+    attn = layer.attn(layer.ln1(x), rel_pos_bias=rel_pos_bias)
+    x = x + drop_path(layer.gamma_1 * attn, prob, layer.training)
+    ffn = layer.ffn.layers(layer.ln2(x))
+    return x + drop_path(layer.gamma_2 * ffn, prob, layer.training)
+
+
+@pytest.mark.parametrize('build', ['from_layer', 'constructor'])
+def test_fused_layer_is_official_beit_block(build):
+    torch.manual_seed(0)
+    kwargs = dict(embed_dims=32, num_heads=4, feedforward_channels=64,
+                  layer_scale_init_value=0.1, window_size=(3, 3),
+                  use_rel_pos_bias=False, drop_path_rate=0.5)
+    plain = BEiTTransformerEncoderLayer(**kwargs).double()
+    for p in plain.parameters():
+        p.data.normal_(0, 0.3)
+    if build == 'from_layer':
+        fused = FusedBEiTTransformerEncoderLayer.from_layer(plain)
+    else:
+        fused = FusedBEiTTransformerEncoderLayer(**kwargs).double()
+        fused.load_state_dict(plain.state_dict())  # strictly: same keys
+    assert isinstance(fused.attn, FusedBEiTAttention)
+    x = torch.randn(8, 10, 32, dtype=torch.double)
+    shared = torch.randn(4, 10, 10, dtype=torch.double, requires_grad=True)
+    for mode in (fused.train, fused.eval):
+        mode()
+        for seed in range(3):  # 8 samples: some branches dropped, some not
+            torch.manual_seed(seed)
+            expected = _official_beit_block(fused, x, shared)
+            torch.manual_seed(seed)
+            torch.testing.assert_close(fused(x, shared), expected)
+    fused.train()
+    torch.manual_seed(1)
+    out = fused(x, shared)
+    dropped = (out - x).flatten(1).abs().amax(1) == 0
+    assert 0 < dropped.sum() < 8  # drop path draws per sample
+
+
 def test_fused_backbone_equals_beit_pretrain_vit_and_shares_checkpoints():
     torch.manual_seed(0)
-    plain = _backbone('BEiTPretrainViT')
+    # Without stochastic depth the two compute the same (with it, ours
+    # drops each branch once; mmpretrain's layer the FFN branch twice).
+    plain = _backbone('BEiTPretrainViT', drop_path_rate=0.)
     plain.init_weights()
     plain.rel_pos_bias.relative_position_bias_table.data.normal_(0, 0.5)
-    fused = _backbone('FusedBEiTPretrainViT')
+    fused = _backbone('FusedBEiTPretrainViT', drop_path_rate=0.)
     fused.load_state_dict(plain.state_dict())  # strict: the same keys
     plain.load_state_dict(fused.state_dict())
-    assert all(isinstance(layer.attn, FusedBEiTAttention)
+    assert all(isinstance(layer, FusedBEiTTransformerEncoderLayer)
                for layer in fused.layers)
     x, mask = torch.randn(2, 3, IMG, IMG), _mask()
     plain.train()

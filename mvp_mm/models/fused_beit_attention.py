@@ -6,6 +6,8 @@ import torch.nn.functional as F
 
 from mmpretrain.models.utils import BEiTAttention
 
+from .biased_attention import biased_attention
+
 
 class FusedBEiTAttention(BEiTAttention):
     """mmpretrain's ``BEiTAttention`` computed by
@@ -20,16 +22,31 @@ class FusedBEiTAttention(BEiTAttention):
     separate matmul / add / softmax / matmul steps. On CUDA that selects the
     memory-efficient kernel, which returns the bias gradient as well (no
     ``[B, heads, N, N]`` attention matrix kept for the backward pass). On
-    CPU a bias that needs a gradient takes PyTorch's reference ("math")
-    implementation, as fast as the parent (measured ~3% faster for a ViT-B
-    block on 2 cores); without gradients (frozen, ``no_grad``) the fused
-    CPU kernel runs.
+    CPU, PyTorch has no fused kernel that returns a bias gradient, so a
+    trainable bias takes :func:`~mvp_mm.models.biased_attention.
+    biased_attention` (same maths, one autograd node); without gradients
+    (frozen, ``no_grad``) the fused CPU kernel runs.
 
     See https://pytorch.org/docs/stable/generated/
     torch.nn.functional.scaled_dot_product_attention.html
 
     Args: those of :class:`mmpretrain.models.utils.BEiTAttention`.
     """
+
+    @classmethod
+    def from_attention(cls, attn: BEiTAttention) -> 'FusedBEiTAttention':
+        """The same attention (same parameters and keys), fused.
+
+        Args:
+            attn (BEiTAttention): A built mmpretrain attention; its
+                parameters and buffers are taken over, not copied.
+
+        Returns:
+            FusedBEiTAttention: The fused attention.
+        """
+        fused = cls.__new__(cls)
+        fused.__dict__.update(attn.__dict__)
+        return fused
 
     def forward(self,
                 x: torch.Tensor,
@@ -55,12 +72,17 @@ class FusedBEiTAttention(BEiTAttention):
             2, 0, 3, 1, 4).unbind(0)  # each [B, heads, N, C / heads]
         bias = self._attention_bias(rel_pos_bias)  # [heads, N, N] or None
         if bias is not None:
-            bias = bias.unsqueeze(0).to(q.dtype)  # [1, heads, N, N]
-        x = F.scaled_dot_product_attention(
-            q, k, v,
-            attn_mask=bias,
-            dropout_p=self.attn_drop.p if self.training else 0.,
-            scale=self.scale)  # [B, heads, N, C / heads]
+            bias = bias.to(q.dtype)
+        dropout = self.attn_drop.p if self.training else 0.
+        if (bias is not None and bias.requires_grad and not q.is_cuda
+                and dropout == 0. and torch.is_grad_enabled()):
+            x = biased_attention(q, k, v, bias, self.scale)
+        else:
+            x = F.scaled_dot_product_attention(
+                q, k, v,
+                attn_mask=None if bias is None else bias.unsqueeze(0),
+                dropout_p=dropout,
+                scale=self.scale)  # [B, heads, N, C / heads]
         x = x.transpose(1, 2).reshape(B, N, C)
         return self.proj_drop(self.proj(x))
 

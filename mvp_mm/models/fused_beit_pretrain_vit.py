@@ -6,10 +6,10 @@ from mmcv.cnn.bricks.drop import DropPath
 from torch.utils.checkpoint import checkpoint
 
 from mmpretrain.models import BEiTPretrainViT
-from mmpretrain.models.utils import BEiTAttention, resize_pos_embed
+from mmpretrain.models.utils import resize_pos_embed
 from mmpretrain.registry import MODELS
 
-from .fused_beit_attention import FusedBEiTAttention
+from .fused_beit_layer import FusedBEiTTransformerEncoderLayer
 
 
 @MODELS.register_module()
@@ -17,11 +17,14 @@ class FusedBEiTPretrainViT(BEiTPretrainViT):
     """``BEiTPretrainViT`` with fused attention and activation checkpointing.
 
     The student of `MVP <https://arxiv.org/abs/2203.05175>`_, made fast
-    without changing what it computes or what it saves:
+    without changing what it saves (or, but for drop path, what it
+    computes):
 
-    - every layer's ``BEiTAttention`` is a :class:`FusedBEiTAttention`
-      (``F.scaled_dot_product_attention`` with the relative position bias as
-      additive mask);
+    - every layer is a :class:`FusedBEiTTransformerEncoderLayer`: its
+      attention is a :class:`FusedBEiTAttention` (fused kernels, the
+      relative position bias as additive mask) and each residual update is
+      one pass, with drop path applied once per branch as in official BEiT
+      (mmpretrain's layer drops the FFN branch twice);
     - ``with_cp=True`` recomputes each layer in the backward pass instead of
       keeping its activations (``torch.utils.checkpoint``, non-reentrant,
       RNG state restored so drop path draws the same masks): less memory for
@@ -46,25 +49,11 @@ class FusedBEiTPretrainViT(BEiTPretrainViT):
     def __init__(self, *args, with_cp: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.with_cp = with_cp
-        for layer in self.layers:
-            layer.attn = self._fused(layer.attn)
+        for i, layer in enumerate(self.layers):
+            self.layers[i] = FusedBEiTTransformerEncoderLayer.from_layer(layer)
         for module in self.modules():
             if isinstance(module, DropPath):
                 module.drop_prob = float(module.drop_prob)
-
-    @staticmethod
-    def _fused(attn: BEiTAttention) -> FusedBEiTAttention:
-        """A fused attention with the hyper-parameters of ``attn``."""
-        return FusedBEiTAttention(
-            embed_dims=attn.embed_dims,
-            num_heads=attn.num_heads,
-            window_size=attn.window_size,
-            use_rel_pos_bias=attn.use_rel_pos_bias,
-            bias=attn.bias,
-            qk_scale=attn.scale,
-            attn_drop_rate=attn.attn_drop.p,
-            proj_drop_rate=attn.proj_drop.p,
-            init_cfg=attn.init_cfg)
 
     def forward(self, x: torch.Tensor,
                 mask: Optional[torch.Tensor]) -> Tuple[torch.Tensor]:
