@@ -1,4 +1,5 @@
 """Fast paths compute what the plain paths compute; the benchmark runs."""
+import copy
 import json
 import os.path as osp
 import subprocess
@@ -8,6 +9,7 @@ import open_clip
 import pytest
 import torch
 from mmcv.cnn.bricks.drop import drop_path
+from open_clip.transformer import QuickGELU
 from mmengine.config import Config
 from tiny import IMG, tiny_pretrain_cfg
 
@@ -16,7 +18,8 @@ from mmpretrain.models.losses import CosineSimilarityLoss
 from mmpretrain.models.utils import BEiTAttention, build_clip_model
 from mmpretrain.registry import MODELS
 from mvp_mm.models import (FusedBEiTAttention,
-                           FusedBEiTTransformerEncoderLayer, biased_attention)
+                           FusedBEiTTransformerEncoderLayer, biased_attention,
+                           fold_quick_gelu)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 GRID = IMG // 16
@@ -249,6 +252,30 @@ def test_teacher_fast_path_equals_open_clip_and_mmpretrain_clip(clip_file):
     mvp_loss = MODELS.build(dict(type='MVPLoss', patches='all'))
     torch.testing.assert_close(
         mvp_loss(pred, fast), CosineSimilarityLoss()(pred, stock_tokens))
+
+
+def test_folded_quick_gelu_tower_equals_open_clip():
+    torch.manual_seed(0)
+    clip = open_clip.create_model(
+        'ViT-B-16-quickgelu', pretrained=None, **STOCK_TINY_CLIP).visual
+    clip = clip.double().eval()
+    for p in clip.parameters():  # non-trivial biases
+        p.data.add_(torch.randn_like(p) * 0.05)
+    folded = copy.deepcopy(clip)
+    assert fold_quick_gelu(folded) == 2  # one MLP per block
+    assert fold_quick_gelu(folded) == 0  # nothing left to fold
+    assert all(isinstance(block.mlp.gelu, torch.nn.SiLU)
+               for block in folded.transformer.resblocks)
+    x = torch.randn(2, 3, IMG, IMG, dtype=torch.double)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), clip(x))
+    gelu_tower = open_clip.create_model(
+        'ViT-B-16', pretrained=None, **STOCK_TINY_CLIP).visual
+    assert fold_quick_gelu(gelu_tower) == 0  # nn.GELU: one op already
+    normformer = torch.nn.Sequential(torch.nn.Linear(4, 8), QuickGELU(),
+                                     torch.nn.LayerNorm(8),
+                                     torch.nn.Linear(8, 4))
+    assert fold_quick_gelu(normformer) == 0  # a norm in between: not linear
 
 
 def test_pretrain_configs_use_the_fused_student():

@@ -8,11 +8,12 @@ from .fused_beit_pretrain_vit import FusedBEiTPretrainViT
 from .mvp import MVP
 from .mvp_head import MVPHead
 from .mvp_loss import MVPLoss
+from .quick_gelu_folding import fold_quick_gelu
 from .timm_target_generator import TimmTargetGenerator
 
 __all__ = [
     'CLIPTargetGenerator', 'FrozenTeacher', 'FusedBEiTAttention',
     'FusedBEiTPretrainViT', 'FusedBEiTTransformerEncoderLayer', 'MVP',
     'MVPBEiT', 'MVPBEiTViT', 'MVPHead', 'MVPLoss', 'TimmTargetGenerator',
-    'biased_attention'
+    'biased_attention', 'fold_quick_gelu'
 ]

@@ -11,6 +11,7 @@ from torch import nn
 from mmpretrain.registry import MODELS
 
 from .frozen_teacher import FrozenTeacher
+from .quick_gelu_folding import fold_quick_gelu
 
 def _looks_like_path(pretrained: str) -> bool:
     return (os.sep in pretrained or pretrained.startswith('.')
@@ -29,7 +30,9 @@ class CLIPTargetGenerator(FrozenTeacher):
 
     The tower is built with open_clip. It receives the *student's* input
     and re-normalises it to CLIP's own mean/std. See :class:`FrozenTeacher`
-    for that and for what "frozen" guarantees.
+    for that and for what "frozen" guarantees. Being frozen, its QuickGELU
+    MLPs are rewritten once into the same function with an in-place SiLU
+    (:func:`~mvp_mm.models.quick_gelu_folding.fold_quick_gelu`).
 
     Args:
         model_name (str): An open_clip architecture name. OpenAI weights need
@@ -61,6 +64,7 @@ class CLIPTargetGenerator(FrozenTeacher):
         visual = self._build_visual(model_name, pretrained,
                                     fallback_to_random, model_overrides or {},
                                     cache_dir)
+        fold_quick_gelu(visual)
         super().__init__(
             visual,
             teacher_mean=[255 * m for m in visual.image_mean],
