@@ -85,9 +85,9 @@ model = dict(
     type='MVP',  # the Runner passes it the top-level data_preprocessor
     # §3.3.3: ViT-B/16; BEiT-style student (mask token, shared relative
     # position bias, layer scale 0.1, drop path 0.1: BEiT).
-    # FusedBEiTPretrainViT = mmpretrain's BEiTPretrainViT on fused attention
-    # (same maths, same checkpoint keys; with_cp=True trades speed for
-    # memory).
+    # FusedBEiTPretrainViT = mmpretrain's BEiTPretrainViT on fused kernels
+    # (same maths and checkpoint keys; drop path once per branch as in
+    # official BEiT; with_cp=True trades speed for memory).
     backbone=dict(
         type='FusedBEiTPretrainViT',
         arch='base',
