@@ -39,7 +39,9 @@ class FusedBEiTAttention(BEiTAttention):
 
         Args:
             attn (BEiTAttention): A built mmpretrain attention; its
-                parameters and buffers are taken over, not copied.
+                parameters and buffers are taken over, not copied (the
+                two share their module and parameter tables: use only the
+                returned one afterwards).
 
         Returns:
             FusedBEiTAttention: The fused attention.

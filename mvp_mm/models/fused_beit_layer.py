@@ -48,7 +48,9 @@ class FusedBEiTTransformerEncoderLayer(BEiTTransformerEncoderLayer):
 
         Args:
             layer (BEiTTransformerEncoderLayer): A built mmpretrain layer;
-                its modules and parameters are taken over, not copied.
+                its modules and parameters are taken over, not copied (the
+                two share their module and parameter tables: use only the
+                returned one afterwards).
 
         Returns:
             FusedBEiTTransformerEncoderLayer: The fused layer.
