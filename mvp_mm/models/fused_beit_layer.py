@@ -38,8 +38,7 @@ class FusedBEiTTransformerEncoderLayer(BEiTTransformerEncoderLayer):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.attn = FusedBEiTAttention.from_attention(self.attn)
-        self.ffn.dropout_layer = nn.Identity()  # drop path once, below
+        self._fuse()
 
     @classmethod
     def from_layer(cls, layer: BEiTTransformerEncoderLayer
@@ -57,9 +56,13 @@ class FusedBEiTTransformerEncoderLayer(BEiTTransformerEncoderLayer):
         """
         fused = cls.__new__(cls)
         fused.__dict__.update(layer.__dict__)  # modules, parameters, flags
-        fused.attn = FusedBEiTAttention.from_attention(layer.attn)
-        fused.ffn.dropout_layer = nn.Identity()
+        fused._fuse()
         return fused
+
+    def _fuse(self) -> None:
+        """Fused attention; drop path only in :meth:`residual`."""
+        self.attn = FusedBEiTAttention.from_attention(self.attn)
+        self.ffn.dropout_layer = nn.Identity()
 
     def forward(self, x: torch.Tensor,
                 rel_pos_bias: Optional[torch.Tensor]) -> torch.Tensor:
