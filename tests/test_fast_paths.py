@@ -348,3 +348,5 @@ def test_benchmark_runs_on_a_tiny_config(tmp_path):
         result['ratios'])
     assert result['masks']['ours_per_s'] > 0
     assert result['machine']['torch_threads'] == 2
+    steal = result['cpu_steal']  # None only where /proc/stat is missing
+    assert steal is None or 0 <= steal <= 1

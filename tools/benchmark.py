@@ -25,7 +25,9 @@ Before timing, ``mvp`` and ``stock`` are given the same weights and the same
 batch, and their losses (stochastic depth off: ours drops each branch once,
 mmpretrain's layer its FFN branch twice) must agree within 1e-4, or the
 script stops. Ratios are medians of the per-round ratios (paired, so
-load changes on a shared machine cancel). Peak memory per step is the CUDA
+slow load changes on a shared machine cancel; the load average and, in a
+VM, the share of CPU time the hypervisor stole while timing are recorded,
+as a step's time stretches with it). Peak memory per step is the CUDA
 allocator's peak above the resting state or, on CPU, the process RSS peak
 above the resting state (sampled every millisecond after ``malloc_trim``),
 each measured in one extra, untimed step.
@@ -247,6 +249,27 @@ def keep_freed_memory() -> None:
     libc.mallopt(m_trim_threshold, 2**31 - 1)
 
 
+def cpu_ticks():
+    """``(steal, total)`` clock ticks of all CPUs so far (``/proc/stat``),
+    or None where there is no such file. Steal is time the hypervisor gave
+    this VM's CPUs to someone else: wall-clock steps stretch by about that
+    share, whatever the code does."""
+    try:
+        with open('/proc/stat') as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except OSError:
+        return None
+    # user nice system idle iowait irq softirq steal [guest guest_nice]
+    return fields[7], sum(fields[:8])
+
+
+def steal_share(start, end):
+    """Share of CPU time stolen between two :func:`cpu_ticks` readings."""
+    if start is None or end is None or end[1] == start[1]:
+        return None
+    return (end[0] - start[0]) / (end[1] - start[1])
+
+
 def synchronize(device: str) -> None:
     if device == 'cuda':
         torch.cuda.synchronize()
@@ -464,7 +487,9 @@ def main():
 
     cases = dict(steps)
     cases.update({k: forward_only(v) for k, v in no_grad_teachers.items()})
+    ticks_before = cpu_ticks()
     times = time_interleaved(cases, args.steps, args.warmup, device)
+    cpu_steal = steal_share(ticks_before, cpu_ticks())
     peak = PeakMemory(device)
     memory = {name: peak(step) for name, step in steps.items()}
     masks_result = benchmark_masks(cfg, grid, args.masks, args.steps)
@@ -493,6 +518,7 @@ def main():
                                               'teacher_mvp')),
         masks=masks_result,
         load_average=dict(start=load_before, end=os.getloadavg()[0]),
+        cpu_steal=cpu_steal,
         raw_seconds=times)
     if args.with_cp:
         results['ratios']['cp_slowdown'] = paired_ratio(
@@ -519,7 +545,10 @@ def print_table(results: dict, steps: Dict[str, Callable]) -> None:
           f"batch {results['batch_size']}, median of {results['rounds']} "
           'interleaved rounds; 1-min load average '
           f"{results['load_average']['start']:.1f} -> "
-          f"{results['load_average']['end']:.1f}")
+          f"{results['load_average']['end']:.1f}"
+          + ('' if results['cpu_steal'] is None else
+             f"; CPU time stolen by the hypervisor while timing: "
+             f"{100 * results['cpu_steal']:.1f}%"))
     options = [name for name in ('compile', 'no_malloc_trim') if results[name]]
     if options:
         print('options: ' + ', '.join(options))
