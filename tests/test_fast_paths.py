@@ -339,7 +339,8 @@ def test_benchmark_runs_on_a_tiny_config(tmp_path):
     subprocess.run(
         [sys.executable, osp.join(REPO, 'tools', 'benchmark.py'),
          str(tmp_path / 'tiny.py'), '--batch-size', '2', '--steps', '1',
-         '--warmup', '0', '--masks', '20', '--with-cp', '--json', str(out)],
+         '--warmup', '0', '--masks', '20', '--with-cp', '--peak-tflops',
+         '0.5', '--json', str(out)],
         check=True, cwd=REPO, timeout=300)
     result = json.loads(out.read_text())
     assert result['loss_at_init']['abs_diff'] <= 1e-4
@@ -348,5 +349,9 @@ def test_benchmark_runs_on_a_tiny_config(tmp_path):
         result['ratios'])
     assert result['masks']['ours_per_s'] > 0
     assert result['machine']['torch_threads'] == 2
+    flops = result['model_flops']
+    assert flops['achieved_tflops'] == pytest.approx(
+        flops['tflop_per_step']['total'] / result['seconds']['mvp'])
+    assert flops['mfu'] == pytest.approx(flops['achieved_tflops'] / 0.5)
     steal = result['cpu_steal']  # None only where /proc/stat is missing
     assert steal is None or 0 <= steal <= 1

@@ -19,7 +19,10 @@ rounds after warm-up:
 - ``mvp_cp`` (``--with-cp``): our step with activation checkpointing;
 - teacher forward alone, ours and stock;
 - masks per second: :class:`BlockwiseMaskGenerator` vs mmpretrain's
-  ``BEiTMaskGenerator``.
+  ``BEiTMaskGenerator``;
+- model FLOPs utilisation of our step: its model FLOPs
+  (:func:`mvp_mm.utils.mvp_step_flops`) over the median step time, as a
+  share of ``--peak-tflops`` or of the known peak of the GPU.
 
 Before timing, ``mvp`` and ``stock`` are given the same weights and the same
 batch, and their losses (stochastic depth off: ours drops each branch once,
@@ -73,13 +76,20 @@ from mmpretrain.models.selfsup.milan import CLIPGenerator
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from mvp_mm.datasets.transforms import BlockwiseMaskGenerator
+from mvp_mm.utils import mvp_step_flops
 
 LOSS_TOLERANCE = 1e-4
 # The issue's targets, as ratios measured in one run on one machine.
 TARGETS = dict(
     mvp_vs_stock=dict(cpu=1.1, cuda=1.3),  # at least
     teacher_overhead=1.35,  # at most, x the student-alone step
-    masks=10.0)  # at least, x mmpretrain's BEiTMaskGenerator
+    masks=10.0,  # at least, x mmpretrain's BEiTMaskGenerator
+    mfu=dict(cuda=0.45))  # at least, on one H100, bf16, batch 256
+# Dense 16-bit tensor-core peaks, TFLOP/s, as torchtitan tabulates them
+# (https://github.com/pytorch/torchtitan/blob/main/torchtitan/tools/utils.py,
+# get_peak_flops); the first name fragment found in the device name wins.
+GPU_PEAK_TFLOPS = (('H100 NVL', 835.0), ('H100 PCIe', 756.0), ('H100', 989.0),
+                   ('H200', 989.0), ('B200', 2250.0), ('A100', 312.0))
 
 
 def parse_args():
@@ -112,6 +122,10 @@ def parse_args():
         '--clip-checkpoint',
         help='open_clip/OpenAI-layout CLIP state dict for both teachers. '
         'Default: a seeded random CLIP written to a temporary file')
+    parser.add_argument(
+        '--peak-tflops', type=float,
+        help='the device peak for MFU, TFLOP/s. Default: the dense 16-bit '
+        'tensor-core peak of known GPUs (A100, H100, H200, B200); none on CPU')
     parser.add_argument('--json', help='write the results to this file')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
@@ -397,6 +411,25 @@ def benchmark_masks(cfg: Config, grid: int, count: int, rounds: int):
         ratio=paired_ratio(times, 'mmpretrain', 'ours'))
 
 
+def peak_tflops(device: str, given=None):
+    """The peak MFU is taken against: ``given``, else the table's entry
+    for this GPU, else None (CPU, unknown GPU)."""
+    if given is not None or device != 'cuda':
+        return given
+    name = torch.cuda.get_device_name()
+    return next((peak for key, peak in GPU_PEAK_TFLOPS if key in name), None)
+
+
+def utilisation(flops: Dict[str, int], seconds: float, peak) -> dict:
+    """Model FLOPs per step, the rate achieved and, given a peak, MFU."""
+    achieved = flops['total'] / seconds / 1e12
+    return dict(
+        tflop_per_step={k: v / 1e12 for k, v in flops.items()},
+        achieved_tflops=achieved,
+        peak_tflops=peak,
+        mfu=None if peak is None else achieved / peak)
+
+
 def machine(device: str, threads: int) -> dict:
     info = dict(
         cpu=platform.processor() or platform.machine(),
@@ -516,6 +549,10 @@ def main():
             stock_teacher_overhead=paired_ratio(times, 'stock', 'student'),
             teacher_stock_vs_mvp=paired_ratio(times, 'teacher_stock',
                                               'teacher_mvp')),
+        model_flops=utilisation(
+            mvp_step_flops(mvp, args.batch_size),
+            statistics.median(times['mvp']),
+            peak_tflops(device, args.peak_tflops)),
         masks=masks_result,
         load_average=dict(start=load_before, end=os.getloadavg()[0]),
         cpu_steal=cpu_steal,
@@ -530,6 +567,9 @@ def main():
         teacher_overhead=ratios['teacher_overhead'] <=
         TARGETS['teacher_overhead'],
         masks=masks_result['ratio'] >= TARGETS['masks'])
+    mfu = results['model_flops']['mfu']
+    if device in TARGETS['mfu'] and mfu is not None:
+        results['targets_met']['mfu'] = mfu >= TARGETS['mfu'][device]
     print_table(results, steps)
     if args.json:
         os.makedirs(osp.dirname(osp.abspath(args.json)), exist_ok=True)
@@ -574,6 +614,16 @@ def print_table(results: dict, steps: Dict[str, Callable]) -> None:
           f"{r['stock_teacher_overhead']:.2f}x)")
     print(f"teacher forward:        stock / ours "
           f"{r['teacher_stock_vs_mvp']:.2f}x")
+    f = results['model_flops']
+    flops = f['tflop_per_step']
+    print(f"model FLOPs (mvp step):  {flops['total']:.3f} TFLOP = student "
+          f"fwd+bwd {flops['student']:.3f} + teacher fwd "
+          f"{flops['teacher']:.3f}; achieved {f['achieved_tflops']:.3f} "
+          'TFLOP/s; MFU ' + (
+              'n/a (give --peak-tflops)' if f['mfu'] is None else
+              f"{100 * f['mfu']:.1f}% of {f['peak_tflops']:.0f} TFLOP/s"
+              + (f" (target >= {100 * TARGETS['mfu']['cuda']:.0f}%: "
+                 f"{met['mfu']})" if 'mfu' in met else '')))
     if 'cp_slowdown' in r:
         print(f"activation checkpoint:  {r['cp_slowdown']:.2f}x slower")
     print(f"masks/s:                ours {k['ours_per_s']:.0f}, mmpretrain "

@@ -1,7 +1,8 @@
+from .model_flops import mvp_step_flops, vit_forward_flops
 from .seeding import derive_seed, seed_global_rngs
 from .synthetic_data import make_ade20k_folder, make_imagenet_folder
 
 __all__ = [
     'derive_seed', 'make_ade20k_folder', 'make_imagenet_folder',
-    'seed_global_rngs'
+    'mvp_step_flops', 'seed_global_rngs', 'vit_forward_flops'
 ]
