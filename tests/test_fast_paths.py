@@ -17,6 +17,7 @@ from mmpretrain.models.backbones.beit import BEiTTransformerEncoderLayer
 from mmpretrain.models.losses import CosineSimilarityLoss
 from mmpretrain.models.utils import BEiTAttention, build_clip_model
 from mmpretrain.registry import MODELS
+from mvp_mm.models import fused_beit_attention
 from mvp_mm.models import (FusedBEiTAttention,
                            FusedBEiTTransformerEncoderLayer, biased_attention,
                            fold_quick_gelu)
@@ -70,7 +71,14 @@ def _assert_same(ref, new, atol=1e-5):
 
 @pytest.mark.parametrize('bias', ['qv_bias', True, False])
 @pytest.mark.parametrize('own_table', [True, False])
-def test_fused_attention_equals_beit_attention(bias, own_table):
+@pytest.mark.parametrize('kernel', ['cpu', 'sdpa'])
+def test_fused_attention_equals_beit_attention(bias, own_table, kernel,
+                                               monkeypatch):
+    """``kernel='sdpa'``: the call CUDA makes, SDPA with a trainable
+    additive mask, here on CPU (where PyTorch runs it on its math path)."""
+    if kernel == 'sdpa':
+        monkeypatch.setattr(fused_beit_attention, '_needs_biased_attention',
+                            lambda *args: False)
     torch.manual_seed(0)
     kwargs = dict(embed_dims=32, num_heads=4, window_size=(3, 3),
                   use_rel_pos_bias=own_table, bias=bias)

@@ -76,8 +76,7 @@ class FusedBEiTAttention(BEiTAttention):
         if bias is not None:
             bias = bias.to(q.dtype)
         dropout = self.attn_drop.p if self.training else 0.
-        if (bias is not None and bias.requires_grad and not q.is_cuda
-                and dropout == 0. and torch.is_grad_enabled()):
+        if _needs_biased_attention(q, bias, dropout):
             x = biased_attention(q, k, v, bias, self.scale)
         else:
             x = F.scaled_dot_product_attention(
@@ -101,3 +100,10 @@ class FusedBEiTAttention(BEiTAttention):
             own = own.permute(2, 0, 1)  # [heads, N, N]
             bias = own if bias is None else own + bias
         return bias
+
+
+def _needs_biased_attention(q: torch.Tensor, bias: Optional[torch.Tensor],
+                            dropout: float) -> bool:
+    """A trainable bias on CPU: no fused SDPA kernel returns its gradient."""
+    return (bias is not None and bias.requires_grad and not q.is_cuda
+            and dropout == 0. and torch.is_grad_enabled())
