@@ -17,7 +17,8 @@ rounds after warm-up:
 - ``student``: our step without the teacher (the targets are computed once
   beforehand): the floor the teacher overhead is measured against;
 - ``mvp_cp`` (``--with-cp``): our step with activation checkpointing;
-- teacher forward alone, ours and stock;
+- teacher forward alone, ours and stock, each in its step's optim-wrapper
+  context (so under AMP the stock teacher runs in autocast, as in its step);
 - masks per second: :class:`BlockwiseMaskGenerator` vs mmpretrain's
   ``BEiTMaskGenerator``;
 - model FLOPs utilisation of our step: its model FLOPs
@@ -508,18 +509,18 @@ def main():
         if not hasattr(mvp.backbone, 'with_cp'):
             raise SystemExit('--with-cp needs a FusedBEiTPretrainViT student.')
         steps['mvp_cp'] = checkpointed_step
-    no_grad_teachers = dict(
-        teacher_mvp=lambda: teacher(imgs),
-        teacher_stock=lambda: stock.teacher(imgs))
-
-    def forward_only(fn):
+    def forward_only(fn, model, wrapper):
+        """As in its step: the wrapper's context (autocast under AMP)."""
         def run():
-            with torch.no_grad():
+            with torch.no_grad(), wrapper.optim_context(model):
                 fn()
         return run
 
     cases = dict(steps)
-    cases.update({k: forward_only(v) for k, v in no_grad_teachers.items()})
+    cases.update(
+        teacher_mvp=forward_only(lambda: teacher(imgs), mvp, ours_opt),
+        teacher_stock=forward_only(lambda: stock.teacher(imgs), stock,
+                                   stock_opt))
     ticks_before = cpu_ticks()
     times = time_interleaved(cases, args.steps, args.warmup, device)
     cpu_steal = steal_share(ticks_before, cpu_ticks())
