@@ -1,10 +1,12 @@
 """MFU's model FLOPs equal what PyTorch's FLOP counter counts."""
 import copy
+import os.path as osp
 
+import pytest
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
-from tiny import IMG, PRETRAIN_CFG, TINY_BACKBONE, TINY_CLIP
+from tiny import IMG, PRETRAIN_CFG, REPO, TINY_BACKBONE, tiny_teacher
 
 from mmengine.config import Config
 from mmpretrain.registry import MODELS
@@ -21,11 +23,11 @@ def _counted(fn) -> int:
     return c.get_total_flops()
 
 
-def _tiny_mvp():
-    cfg = Config.fromfile(PRETRAIN_CFG)
+def _tiny_mvp(config=PRETRAIN_CFG):
+    cfg = Config.fromfile(config)
+    teacher = tiny_teacher(cfg.model.target_generator.type)
     cfg.merge_from_dict(copy.deepcopy(dict(model=dict(
-        backbone=TINY_BACKBONE,
-        target_generator=dict(pretrained=None, model_overrides=TINY_CLIP)))))
+        backbone=TINY_BACKBONE, target_generator=teacher))))
     model_cfg = cfg.model.copy()
     model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
     return MODELS.build(model_cfg)
@@ -58,3 +60,10 @@ def test_vit_b16_forward_is_the_known_17_6_gmacs():
     # ViT-B/16 at 224 px: 17.6 GMACs (timm / fvcore), i.e. 35.1 GFLOPs.
     flops = vit_forward_flops(196, 768, 12, 3072, patch_size=16)
     assert round(flops / 2e9, 1) == 17.6
+
+
+def test_step_flops_of_an_unknown_teacher_is_an_error():
+    model = _tiny_mvp(osp.join(REPO, 'configs', 'pretrain',
+                               'mvp-dino-guidance_vit-b16_300e_in1k.py'))
+    with pytest.raises(TypeError, match='TimmTargetGenerator'):
+        mvp_step_flops(model, BATCH)
