@@ -60,7 +60,7 @@ import statistics
 import tempfile
 import threading
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import open_clip
@@ -412,7 +412,8 @@ def benchmark_masks(cfg: Config, grid: int, count: int, rounds: int):
         ratio=paired_ratio(times, 'mmpretrain', 'ours'))
 
 
-def peak_tflops(device: str, given=None):
+def peak_tflops(device: str,
+                given: Optional[float] = None) -> Optional[float]:
     """The peak MFU is taken against: ``given``, else the table's entry
     for this GPU, else None (CPU, unknown GPU)."""
     if given is not None or device != 'cuda':
@@ -421,7 +422,8 @@ def peak_tflops(device: str, given=None):
     return next((peak for key, peak in GPU_PEAK_TFLOPS if key in name), None)
 
 
-def utilisation(flops: Dict[str, int], seconds: float, peak) -> dict:
+def utilisation(flops: Dict[str, int], seconds: float,
+                peak: Optional[float]) -> dict:
     """Model FLOPs per step, the rate achieved and, given a peak, MFU."""
     achieved = flops['total'] / seconds / 1e12
     return dict(
@@ -509,6 +511,7 @@ def main():
         if not hasattr(mvp.backbone, 'with_cp'):
             raise SystemExit('--with-cp needs a FusedBEiTPretrainViT student.')
         steps['mvp_cp'] = checkpointed_step
+
     def forward_only(fn, model, wrapper):
         """As in its step: the wrapper's context (autocast under AMP)."""
         def run():
