@@ -620,14 +620,16 @@ def print_table(results: dict, steps: Dict[str, Callable]) -> None:
           f"{r['teacher_stock_vs_mvp']:.2f}x")
     f = results['model_flops']
     flops = f['tflop_per_step']
+    mfu = 'n/a (give --peak-tflops)'
+    if f['mfu'] is not None:
+        mfu = f"{100 * f['mfu']:.1f}% of {f['peak_tflops']:.0f} TFLOP/s"
+    if 'mfu' in met:
+        mfu += (f" (target >= {100 * TARGETS['mfu']['cuda']:.0f}%: "
+                f"{met['mfu']})")
     print(f"model FLOPs (mvp step):  {flops['total']:.3f} TFLOP = student "
           f"fwd+bwd {flops['student']:.3f} + teacher fwd "
           f"{flops['teacher']:.3f}; achieved {f['achieved_tflops']:.3f} "
-          'TFLOP/s; MFU ' + (
-              'n/a (give --peak-tflops)' if f['mfu'] is None else
-              f"{100 * f['mfu']:.1f}% of {f['peak_tflops']:.0f} TFLOP/s"
-              + (f" (target >= {100 * TARGETS['mfu']['cuda']:.0f}%: "
-                 f"{met['mfu']})" if 'mfu' in met else '')))
+          f'TFLOP/s; MFU {mfu}')
     if 'cp_slowdown' in r:
         print(f"activation checkpoint:  {r['cp_slowdown']:.2f}x slower")
     print(f"masks/s:                ours {k['ours_per_s']:.0f}, mmpretrain "
