@@ -45,8 +45,10 @@ def test_model_flops_equal_counted_flops_of_plain_forwards():
     teacher = _counted(
         lambda: tower.ln_post(tower.transformer(tower._embeds(imgs)))
         @ tower.proj)
-    head = _counted(lambda: model.head(torch.randn(BATCH, 17, 32)))
     arch = TINY_BACKBONE['arch']
+    tokens = (IMG // 16)**2 + 1
+    head = _counted(
+        lambda: model.head(torch.randn(BATCH, tokens, arch['embed_dims'])))
     assert student == BATCH * vit_forward_flops(
         (IMG // 16)**2, arch['embed_dims'], arch['num_layers'],
         arch['feedforward_channels'], patch_size=16)

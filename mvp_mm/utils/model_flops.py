@@ -63,19 +63,20 @@ def mvp_step_flops(model: nn.Module, batch_size: int) -> Dict[str, int]:
             'and CLIPTargetGenerator teachers; got '
             f'{type(student).__name__} and {type(teacher).__name__}.')
     num_patches = student.patch_resolution[0] * student.patch_resolution[1]
+    tokens = num_patches + 1  # [CLS] + M patches
     projection = student.patch_embed.projection
     student_fwd = vit_forward_flops(
         num_patches, student.embed_dims, student.num_layers,
         student.arch_settings['feedforward_channels'],
         projection.kernel_size[0], projection.in_channels)
-    head_fwd = 2 * (num_patches + 1) * student.embed_dims * teacher.out_dims
+    head_fwd = 2 * tokens * student.embed_dims * teacher.out_dims
     tower = teacher.teacher
     teacher_fwd = vit_forward_flops(
         num_patches, teacher.embed_dims, tower.transformer.layers,
         tower.transformer.resblocks[0].mlp.c_fc.out_features,
         teacher.patch_size, tower.conv1.in_channels)
-    teacher_fwd += 2 * (num_patches + 1) * teacher.embed_dims * (
-        teacher.out_dims)  # ln_post(x) @ proj for every token
+    # ln_post(x) @ proj for every token
+    teacher_fwd += 2 * tokens * teacher.embed_dims * teacher.out_dims
     flops = dict(
         student=3 * batch_size * (student_fwd + head_fwd),
         teacher=batch_size * teacher_fwd)
