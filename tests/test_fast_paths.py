@@ -172,15 +172,19 @@ def test_fused_backbone_equals_beit_pretrain_vit_and_shares_checkpoints():
     torch.manual_seed(0)
     # Without stochastic depth the two compute the same (with it, ours
     # drops each branch once; mmpretrain's layer the FFN branch twice).
+    # float64: in float32 the order of a reduction (e.g. the mask token's
+    # gradient, summed over every masked token) depends on the CPU's SIMD
+    # width, and AVX2 and AVX-512 machines differ by ~4e-5.
     plain = _backbone('BEiTPretrainViT', drop_path_rate=0.)
     plain.init_weights()
     plain.rel_pos_bias.relative_position_bias_table.data.normal_(0, 0.5)
-    fused = _backbone('FusedBEiTPretrainViT', drop_path_rate=0.)
+    plain.double()
+    fused = _backbone('FusedBEiTPretrainViT', drop_path_rate=0.).double()
     fused.load_state_dict(plain.state_dict())  # strict: the same keys
     plain.load_state_dict(fused.state_dict())
     assert all(isinstance(layer, FusedBEiTTransformerEncoderLayer)
                for layer in fused.layers)
-    x, mask = torch.randn(2, 3, IMG, IMG), _mask()
+    x, mask = torch.randn(2, 3, IMG, IMG, dtype=torch.double), _mask()
     plain.train()
     fused.train()
     _assert_same(_forward_backward(plain, x, mask),
