@@ -26,6 +26,9 @@ setup(
         'open_clip_torch>=3.0,<4',
         'timm>=1.0',
         'safetensors',
+        # Real photographs (skimage.data, inside the wheel) for the demo,
+        # the analysis examples and the data-pipeline benchmark.
+        'scikit-image',
         # mmengine 0.10.7 resolves `mmpretrain::` / `mmseg::` config bases
         # through pkg_resources, which setuptools >= 81 no longer ships.
         'setuptools<81',

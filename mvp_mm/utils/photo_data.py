@@ -1,0 +1,98 @@
+"""Data sets of real photographs in ImageNet's folder layout, offline.
+
+scikit-image ships a handful of real photographs inside its wheel
+(``skimage.data``); nothing is downloaded. Random crops of them, re-encoded
+as JPEG, give ImageNet-like files (photo content, ImageNet-like size and
+quality) for the demo, the analysis examples and the data-pipeline benchmark.
+"""
+import os
+import os.path as osp
+from typing import Dict, List, Tuple
+
+import numpy as np
+from PIL import Image
+
+#: Colour photographs in scikit-image's wheel: (name, what it shows).
+PHOTOS = (
+    ('astronaut', 'astronaut'),
+    ('chelsea', 'cat'),
+    ('coffee', 'coffee cup'),
+    ('rocket', 'rocket'),
+    ('hubble_deep_field', 'galaxies'),
+    ('immunohistochemistry', 'tissue'),
+)
+
+
+def load_photos(names: Tuple[str, ...] = tuple(n for n, _ in PHOTOS)
+                ) -> Dict[str, np.ndarray]:
+    """scikit-image's sample photographs as RGB arrays.
+
+    Args:
+        names (tuple[str]): ``skimage.data`` function names. Defaults to the
+            colour photographs in :data:`PHOTOS`.
+
+    Returns:
+        dict: ``{name: uint8 array [H, W, 3]}``, in the order given.
+    """
+    import skimage.data
+    return {name: getattr(skimage.data, name)()[..., :3] for name in names}
+
+
+def random_photo_crop(photo: np.ndarray, rng: np.random.Generator,
+                      size: Tuple[int, int]) -> Image.Image:
+    """A random crop of ``photo`` (30-100% of its area, aspect 3/4-4/3,
+    flipped at random), resized to ``size`` = ``(width, height)``."""
+    height, width = photo.shape[:2]
+    area = rng.uniform(0.3, 1.0) * height * width
+    aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+    crop_w = int(min(width, round(np.sqrt(area * aspect))))
+    crop_h = int(min(height, round(np.sqrt(area / aspect))))
+    top = int(rng.integers(0, height - crop_h + 1))
+    left = int(rng.integers(0, width - crop_w + 1))
+    crop = photo[top:top + crop_h, left:left + crop_w]
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    return Image.fromarray(np.ascontiguousarray(crop)).resize(
+        size, Image.BICUBIC)
+
+
+def make_photo_imagenet_folder(root: str,
+                               num_classes: int = 4,
+                               images_per_class: int = 16,
+                               image_size: Tuple[int, int] = (500, 375),
+                               quality: int = 90,
+                               split: str = 'train',
+                               seed: int = 0) -> List[str]:
+    """Write ``root/<split>/<class>/<i>.JPEG`` from real photographs.
+
+    Class ``k`` holds random crops of photo ``k % len(PHOTOS)`` (see
+    :data:`PHOTOS`), each resized to ``image_size`` and saved as a JPEG of
+    the given quality: ImageNet's layout, and its typical file (about
+    500 x 375, quality ~90, photo content).
+
+    Args:
+        root (str): Dataset root (e.g. ``data/mvp_demo``).
+        num_classes (int): Number of class folders. Defaults to 4.
+        images_per_class (int): Images per class. Defaults to 16.
+        image_size (tuple[int, int]): ``(width, height)`` of every image.
+            Defaults to ``(500, 375)``.
+        quality (int): JPEG quality. Defaults to 90.
+        split (str): Sub-folder, ``'train'`` or ``'val'``. Defaults to
+            ``'train'``.
+        seed (int): RNG seed; the same call writes the same files. Defaults
+            to 0.
+
+    Returns:
+        List[str]: The class folder names, sorted.
+    """
+    rng = np.random.default_rng(seed)
+    photos = list(load_photos().values())
+    classes = [f'n{index:08d}' for index in range(num_classes)]
+    for index, name in enumerate(classes):
+        folder = osp.join(root, split, name)
+        os.makedirs(folder, exist_ok=True)
+        photo = photos[index % len(photos)]
+        for i in range(images_per_class):
+            random_photo_crop(photo, rng, image_size).save(
+                osp.join(folder, f'{name}_{i:04d}.JPEG'), quality=quality)
+    return classes
