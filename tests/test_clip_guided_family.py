@@ -2,6 +2,7 @@
 FD-CLIP as deltas on the MVP config, MVP without masking, and their
 checkpoints in the unchanged fine-tuning, linear and UperNet configs."""
 import os.path as osp
+import re
 
 import pytest
 import torch
@@ -79,6 +80,14 @@ def test_fd_clip_config_follows_the_official_code():
     keys = cfg.optim_wrapper.paramwise_cfg.custom_keys
     assert keys['relative_position_bias_table'].decay_mult == 1.0
     assert keys['.gamma'].decay_mult == 0.0  # 1-D: not decayed, as MVP
+
+
+def test_docs_page_names_the_configs_that_exist():
+    with open(osp.join(REPO, 'docs', 'clip_guided_mim.md')) as f:
+        paths = set(re.findall(r'configs/[\w/.-]+\.py', f.read()))
+    assert {osp.relpath(c, REPO) for c in VARIANTS.values()} <= paths
+    missing = [p for p in paths if not osp.isfile(osp.join(REPO, p))]
+    assert missing == []
 
 
 def _tiny_model(config, **loss):
