@@ -136,6 +136,17 @@ def test_zero_shot_needs_a_clip_teacher(tmp_path):
         mvp_token_encoders(MODELS.build(cfg.model))
 
 
+@pytest.mark.parametrize('features,target_norm', [('ln_post', 'none'),
+                                                  ('projected', 'layer_norm')])
+def test_zero_shot_needs_clip_multimodal_targets(tmp_path, features,
+                                                 target_norm):
+    cfg = tiny_pretrain_cfg(str(tmp_path), str(tmp_path))
+    cfg.model.target_generator.update(features=features,
+                                      target_norm=target_norm)
+    with pytest.raises(ValueError, match="features='projected'"):
+        mvp_token_encoders(MODELS.build(cfg.model))
+
+
 def test_zero_shot_tool_compares_mvp_and_clip(tmp_path):
     write_colour_imagenet(str(tmp_path / 'val'))
     write_colour_ade20k(str(tmp_path / 'ade'))

@@ -52,6 +52,14 @@ def mvp_token_encoders(model: nn.Module) -> Dict[str, TokenEncoder]:
             'Zero-shot probes need a CLIP teacher (CLIPTargetGenerator): the '
             f'teacher here is {type(model.target_generator).__name__}, whose '
             'space has no text tower.')
+    teacher = model.target_generator
+    if teacher.features != 'projected' or teacher.target_norm != 'none':
+        raise ValueError(
+            'Zero-shot probes need targets in CLIP\'s multimodal space; this '
+            f"model was trained on features={teacher.features!r}, "
+            f'target_norm={teacher.target_norm!r} (a CLIP-guided variant, '
+            "docs/clip_guided_mim.md). Only features='projected', "
+            "target_norm='none' (MVP) can be read by the text tower.")
 
     def mvp(images: torch.Tensor) -> torch.Tensor:
         return model.head(model.extract_feat(images)[0])  # [B, 1 + M, D]

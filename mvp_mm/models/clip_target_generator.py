@@ -13,6 +13,10 @@ from mmpretrain.registry import MODELS
 from .frozen_teacher import FrozenTeacher
 from .quick_gelu_folding import fold_quick_gelu
 
+# Which per-token CLIP feature is the target, from the tower's end backwards.
+FEATURES = ('projected', 'ln_post', 'last_block')
+
+
 def _looks_like_path(pretrained: str) -> bool:
     return (os.sep in pretrained or pretrained.startswith('.')
             or pretrained.endswith(('.pt', '.pth', '.bin', '.safetensors')))
@@ -27,6 +31,13 @@ class CLIPTargetGenerator(FrozenTeacher):
     token (CLS and the M patches) it returns CLIP's feature in the
     multimodal space, i.e. ``ln_post(token) @ proj``. For the CLS token this
     is exactly ``open_clip``'s ``encode_image``.
+
+    ``features`` picks an earlier point of the same tower for the methods
+    that followed MVP (``docs/clip_guided_mim.md``): ``'ln_post'``, the
+    width-``W`` tokens after the final LayerNorm, before the projection
+    (Feature Distillation's official code: ``encode_image_featuremap`` then
+    ``ln_post``); ``'last_block'``, the raw output of the last residual
+    block. ``target_norm`` (see :class:`FrozenTeacher`) is applied after.
 
     The tower is built with open_clip. It receives the *student's* input
     and re-normalises it to CLIP's own mean/std. See :class:`FrozenTeacher`
@@ -47,6 +58,11 @@ class CLIPTargetGenerator(FrozenTeacher):
             Defaults to False.
         model_overrides (dict, optional): Keys that replace those of the
             open_clip model config (e.g. a tiny ``vision_cfg`` for tests).
+        features (str): ``'projected'`` (Eq. 7, ``output_dim`` wide),
+            ``'ln_post'`` or ``'last_block'`` (both ``width`` wide).
+            Defaults to ``'projected'``.
+        target_norm (str): ``'none'`` or ``'layer_norm'`` (see
+            :class:`FrozenTeacher`). Defaults to ``'none'``.
         bf16_on_gpu (bool): Run the tower in bfloat16 autocast on CUDA.
             Defaults to True.
         cache_dir (str, optional): open_clip's download cache directory.
@@ -58,9 +74,15 @@ class CLIPTargetGenerator(FrozenTeacher):
                  pretrained: Optional[str] = 'openai',
                  fallback_to_random: bool = False,
                  model_overrides: Optional[dict] = None,
+                 features: str = 'projected',
+                 target_norm: str = 'none',
                  bf16_on_gpu: bool = True,
                  cache_dir: Optional[str] = None,
                  init_cfg: Optional[dict] = None) -> None:
+        if features not in FEATURES:
+            raise ValueError(
+                f'CLIPTargetGenerator(features={features!r}): use one of '
+                f"{FEATURES} ('projected' is MVP's Eq. 7).")
         visual = self._build_visual(model_name, pretrained,
                                     fallback_to_random, model_overrides or {},
                                     cache_dir)
@@ -70,10 +92,13 @@ class CLIPTargetGenerator(FrozenTeacher):
             teacher_mean=[255 * m for m in visual.image_mean],
             teacher_std=[255 * s for s in visual.image_std],
             bf16_on_gpu=bf16_on_gpu,
+            target_norm=target_norm,
             init_cfg=init_cfg)
         self.model_name = model_name
-        self.out_dims = visual.output_dim
+        self.features = features
         self.embed_dims = visual.transformer.width
+        self.out_dims = visual.output_dim if features == 'projected' \
+            else self.embed_dims
         self.patch_size = visual.patch_size[0]
         self.img_size = visual.image_size[0]
 
@@ -150,18 +175,22 @@ class CLIPTargetGenerator(FrozenTeacher):
         return visual
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """CLIP features of every token in the multimodal space.
+        """CLIP features of every token (by default in the multimodal space).
 
         Args:
             x (torch.Tensor): Images normalised as told by
                 :meth:`set_input_normalization`, ``[B, 3, H, W]``.
 
         Returns:
-            torch.Tensor: ``[B, 1 + M, D]``; index 0 is CLS.
+            torch.Tensor: ``[B, 1 + M, out_dims]``; index 0 is CLS.
         """
         visual = self.teacher
         x = self.normalize(x)  # CLIP's own mean/std
         x = visual._embeds(x)  # [B, 1 + M, W]
         x = visual.transformer(x)
+        if self.features == 'last_block':
+            return x
         x = visual.ln_post(x)
+        if self.features == 'ln_post':
+            return x
         return x @ visual.proj  # [B, 1 + M, D]

@@ -40,6 +40,8 @@ class TimmTargetGenerator(FrozenTeacher):
         model_kwargs (dict, optional): Extra ``timm.create_model`` keyword
             arguments (e.g. ``img_size`` or a tiny ``embed_dim``/``depth``
             for tests).
+        target_norm (str): ``'none'`` or ``'layer_norm'`` (see
+            :class:`FrozenTeacher`). Defaults to ``'none'``.
         bf16_on_gpu (bool): Run the teacher in bfloat16 autocast on CUDA.
             Defaults to True.
         init_cfg (dict, optional): Unused; the weights come from timm.
@@ -49,6 +51,7 @@ class TimmTargetGenerator(FrozenTeacher):
                  model_name: str = 'vit_base_patch16_224.dino',
                  pretrained: Union[bool, str, None] = True,
                  model_kwargs: Optional[dict] = None,
+                 target_norm: str = 'none',
                  bf16_on_gpu: bool = True,
                  init_cfg: Optional[dict] = None) -> None:
         model = self._build(model_name, pretrained, model_kwargs or {})
@@ -57,6 +60,7 @@ class TimmTargetGenerator(FrozenTeacher):
             teacher_mean=[255 * m for m in model.pretrained_cfg['mean']],
             teacher_std=[255 * s for s in model.pretrained_cfg['std']],
             bf16_on_gpu=bf16_on_gpu,
+            target_norm=target_norm,
             init_cfg=init_cfg)
         self.model_name = model_name
         self.out_dims = model.num_features
