@@ -5,9 +5,10 @@ with the full, compiled ``mmcv`` and an older torch sees stock behaviour.
 """
 from .cpu_distributed import install_cpu_distributed_launch
 from .mmcv_ops import install_mmcv_ops_fallback
+from .runner_data_check import install_runner_data_check
 from .torch_load import install_runner_checkpoint_safe_globals
 
 __all__ = [
     'install_cpu_distributed_launch', 'install_mmcv_ops_fallback',
-    'install_runner_checkpoint_safe_globals'
+    'install_runner_checkpoint_safe_globals', 'install_runner_data_check'
 ]
