@@ -5,6 +5,7 @@ import contextlib
 import http.server
 import logging
 import os
+import socket
 import threading
 import time
 
@@ -95,6 +96,21 @@ def test_reachable_hub_stays_online(offline_hub, monkeypatch):
         server.shutdown()
         server.server_close()
     assert constants.HF_HUB_OFFLINE is False
+
+
+def test_silent_hub_counts_as_unreachable_after_the_timeout(offline_hub,
+                                                           monkeypatch):
+    """A host that takes the connection but never answers (or a DNS lookup
+    that hangs) costs the probe's timeout, once."""
+    with socket.socket() as silent:
+        silent.bind(('127.0.0.1', 0))
+        silent.listen()  # connections wait in the backlog, unanswered
+        monkeypatch.setattr(constants, 'ENDPOINT',
+                            f'http://127.0.0.1:{silent.getsockname()[1]}')
+        start = time.monotonic()
+        assert use_hub_offline_if_unreachable(timeout=0.5) is True
+        assert time.monotonic() - start < NO_RETRY_LOOP_S
+    assert constants.HF_HUB_OFFLINE is True
 
 
 def test_explicit_hf_hub_offline_is_obeyed(offline_hub, monkeypatch):

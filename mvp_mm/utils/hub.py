@@ -11,6 +11,7 @@ hub unreachable.
 """
 import os
 import os.path as osp
+import threading
 from typing import Dict, Optional
 
 from huggingface_hub import constants, get_session
@@ -33,19 +34,30 @@ def _offline_setting_from_user() -> bool:
 
 
 def _probe(endpoint: str, timeout: float) -> str:
-    """One request to the hub, no retries: '' if it answered, else why not.
+    """One request to the hub, no retries: '' if it answered in time, else
+    why not.
 
     It goes through ``huggingface_hub``'s own HTTP client, so it takes the
     same proxies (``HTTPS_PROXY``) and client settings as a download would.
+    It runs in a daemon thread so that ``timeout`` also bounds a DNS lookup
+    that hangs (socket timeouts do not cover name resolution).
     """
-    try:
-        get_session().head(endpoint, timeout=timeout)
-    except Exception as exc:  # DNS, refused, timeout, proxy, TLS
-        return f'{type(exc).__name__}: {exc}'
-    return ''
+    outcome = []
+
+    def request():
+        try:
+            get_session().head(endpoint, timeout=timeout)
+            outcome.append('')
+        except Exception as exc:  # DNS, refused, timeout, proxy, TLS
+            outcome.append(f'{type(exc).__name__}: {exc}')
+
+    thread = threading.Thread(target=request, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return outcome[0] if outcome else f'no answer within {timeout:g} s'
 
 
-def use_hub_offline_if_unreachable(timeout: float = 2.0) -> bool:
+def use_hub_offline_if_unreachable(timeout: float = 3.0) -> bool:
     """Call before a download from the hub: switch ``huggingface_hub`` to
     offline mode if the hub (``HF_ENDPOINT``) cannot be reached.
 
@@ -54,7 +66,7 @@ def use_hub_offline_if_unreachable(timeout: float = 2.0) -> bool:
     probed. When it switches, one warning says so.
 
     Args:
-        timeout (float): Seconds the probe waits for the hub. Defaults to 2.
+        timeout (float): Seconds the probe waits for the hub. Defaults to 3.
 
     Returns:
         bool: Whether hub downloads are off: weights come from the local
