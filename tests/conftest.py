@@ -1,10 +1,12 @@
 import contextlib
+import logging
 import os
 import socket
 from collections import OrderedDict
 
 import pytest
 import torch
+from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope
 
 # Two cores are shared by the whole suite; keep torch from oversubscribing.
@@ -62,3 +64,16 @@ def offline_hub(monkeypatch, tmp_path):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(hub, '_PROBES', {})
     return tmp_path / 'hub'
+
+
+@pytest.fixture
+def logged_warnings():
+    """The warnings logged through mmengine's current logger in the test
+    (``LogRecord`` list)."""
+    records = []
+    handler = logging.Handler(level=logging.WARNING)
+    handler.emit = records.append
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)

@@ -1,9 +1,7 @@
 """Pretrained weights without network: one quick probe of the hub, then
 cached weights load and missing ones fail (or, in the demo, fall back) at
 once, instead of after huggingface_hub's ~48 s of retries."""
-import contextlib
 import http.server
-import logging
 import os
 import socket
 import threading
@@ -14,7 +12,6 @@ import pytest
 import timm
 import torch
 from huggingface_hub import constants
-from mmengine.logging import MMLogger
 from safetensors.torch import save_file
 from tiny import TINY_CLIP, TINY_VIT
 
@@ -32,20 +29,6 @@ DINO_REPO = 'timm/vit_base_patch16_224.dino'
 NO_RETRY_LOOP_S = 15
 
 
-@contextlib.contextmanager
-def warnings_logged():
-    """The warnings logged through mmengine's current logger."""
-    records = []
-    handler = logging.Handler(level=logging.WARNING)
-    handler.emit = records.append
-    logger = MMLogger.get_current_instance()
-    logger.addHandler(handler)
-    try:
-        yield records
-    finally:
-        logger.removeHandler(handler)
-
-
 def write_cache_entry(cache, repo_id, filename, state_dict):
     """A file in huggingface_hub's cache layout, as a download leaves it."""
     commit = 'c0ffee' * 6 + 'c0ff'
@@ -58,18 +41,18 @@ def write_cache_entry(cache, repo_id, filename, state_dict):
 
 
 def test_unreachable_hub_turns_offline_mode_on_once(offline_hub,
-                                                    monkeypatch):
+                                                    monkeypatch,
+                                                    logged_warnings):
     probes = []
     probe = hub._probe
     monkeypatch.setattr(hub, '_probe',
                         lambda *args: probes.append(args) or probe(*args))
-    with warnings_logged() as records:
-        assert use_hub_offline_if_unreachable() is True
-        assert use_hub_offline_if_unreachable() is True
+    assert use_hub_offline_if_unreachable() is True
+    assert use_hub_offline_if_unreachable() is True
     assert constants.HF_HUB_OFFLINE is True
     assert len(probes) == 1
-    assert len(records) == 1
-    message = records[0].getMessage()
+    assert len(logged_warnings) == 1
+    message = logged_warnings[0].getMessage()
     assert constants.ENDPOINT in message and 'unreachable' in message
     assert 'HF_HUB_OFFLINE=1' in message
 
@@ -145,17 +128,16 @@ def test_missing_weights_fail_at_once_saying_how_to_get_them(
 
 
 def test_demo_teacher_falls_back_to_the_seeded_random_clip_at_once(
-        offline_hub):
+        offline_hub, logged_warnings):
     start = time.monotonic()
-    with warnings_logged() as records:
-        teacher = MODELS.build(
-            dict(type='CLIPTargetGenerator', model_name=CLIP,
-                 pretrained='openai', fallback_to_random=True,
-                 model_overrides=TINY_CLIP))
+    teacher = MODELS.build(
+        dict(type='CLIPTargetGenerator', model_name=CLIP,
+             pretrained='openai', fallback_to_random=True,
+             model_overrides=TINY_CLIP))
     assert time.monotonic() - start < NO_RETRY_LOOP_S
     assert any('RANDOMLY INITIALISED' in r.getMessage()
                and 'not in the local cache' in r.getMessage()
-               for r in records)
+               for r in logged_warnings)
     torch.manual_seed(0)
     expected = open_clip.create_model(CLIP, pretrained=None, **TINY_CLIP)
     fold_quick_gelu(expected.visual)  # as the teacher does
