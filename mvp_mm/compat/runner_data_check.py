@@ -28,9 +28,10 @@ def _with_data_check(method, loops):
     @functools.wraps(method)
     def checked(runner: Runner, *args, **kwargs):
         from ..datasets.data_root_check import check_dataloader_data
+        names = loops(runner)
         check_dataloader_data(
             {f'{loop}_dataloader': getattr(runner, f'_{loop}_dataloader')
-             for loop in loops(runner)}, loops(runner))
+             for loop in names}, names)
         return method(runner, *args, **kwargs)
 
     setattr(checked, _FLAG, True)
