@@ -75,7 +75,8 @@ def test_imagenet_class_folders_and_val_list(tmp_path):
     check_dataset_folders(test, 'test_dataloader.dataset')
 
 
-def test_annotation_file_listing_missing_images(tmp_path, monkeypatch):
+def test_annotation_file_listing_missing_images(tmp_path, monkeypatch,
+                                                logged_warnings):
     """Caught at the start, named and counted; each directory is listed
     once, however many lines name it."""
     root = str(tmp_path)
@@ -102,6 +103,13 @@ def test_annotation_file_listing_missing_images(tmp_path, monkeypatch):
     assert LAYOUTS['CustomDataset'] in message
     assert sorted(listed) == sorted(
         osp.join(root, 'train', d) for d in classes + ['n09999999'])
+    # A pipeline that skips unreadable (and missing) images: a warning.
+    dataset['pipeline'] = [
+        dict(type='CheckedLoadImageFromFile', on_error='skip')]
+    check_dataset_folders(dataset)
+    assert any(r.getMessage().startswith('7 of the 15 images listed')
+               and "skips them (on_error='skip')" in r.getMessage()
+               for r in logged_warnings)
 
 
 def test_ade20k_images_need_their_label_maps(tmp_path):

@@ -5,15 +5,18 @@ the model (and MVP's teacher), and their errors name neither the config key
 nor the layout they expected (``No such file or directory``, ``The number of
 subfolders (0) doesn't match the number of specified classes (1000)``). An
 annotation file that lists a missing image, or an image without its label
-map, surfaces only when training reaches that sample. :func:`check_dataset_folders`
-checks all of that first and describes the layout of the dataset type the
-config reads.
+map, surfaces only when training reaches that sample.
+:func:`check_dataset_folders` checks all of that first and describes the
+layout of the dataset type the config reads.
 """
 import inspect
 import json
+import logging
 import os
 import os.path as osp
 from typing import Iterator, List, Optional, Sequence, Tuple, Union
+
+from mmengine.logging import print_log
 
 from mmpretrain.datasets import CustomDataset, ImageNet
 from mmpretrain.registry import DATASETS as PRETRAIN_DATASETS
@@ -139,13 +142,34 @@ def _read_lines(path: str) -> List[str]:
         return [line.strip() for line in f if line.strip()]
 
 
-def _raise_if_missing(folder: str, names: Sequence[str], what: str,
-                      fix: str) -> None:
+def _skips_unreadable_images(cfg: dict) -> bool:
+    """Whether the pipeline skips images it cannot read (missing ones too):
+    ``CheckedLoadImageFromFile(on_error='skip')``."""
+    return any(
+        isinstance(step, dict)
+        and str(step.get('type', '')).endswith('CheckedLoadImageFromFile')
+        and step.get('on_error') == 'skip' for step in cfg.get('pipeline')
+        or [])
+
+
+def _raise_if_missing(folder: str,
+                      names: Sequence[str],
+                      what: str,
+                      fix: str,
+                      skipped: bool = False) -> None:
+    """Raise (or, for images the pipeline skips, warn) if any of
+    ``folder/name`` is missing."""
     count, first = _missing_files(folder, names)
-    if count:
-        raise FileNotFoundError(
-            f'{count} of the {len(names)} {what} do not exist, e.g. '
-            f'{", ".join(first)}. {fix}')
+    if not count:
+        return
+    message = (f'{count} of the {len(names)} {what} do not exist, e.g. '
+               f'{", ".join(first)}.')
+    if not skipped:
+        raise FileNotFoundError(f'{message} {fix}')
+    print_log(
+        f"{message} The pipeline skips them (on_error='skip'): each one "
+        'drawn is replaced by another sample, so the epoch holds fewer '
+        'distinct images.', logger='current', level=logging.WARNING)
 
 
 def _check_folder(path: str, what: str, fix: str) -> None:
@@ -187,7 +211,8 @@ def _check_classification(cfg: dict, cls: type, key: str, fix: str,
             if with_label else lines
         _raise_if_missing(
             folder, names, f'images listed in {path!r} ({key}.ann_file)',
-            f'Fix the list, or the images under {folder!r}. {layout}')
+            f'Fix the list, or the images under {folder!r}. {layout}',
+            skipped=_skips_unreadable_images(cfg))
         return
     if not _contains_file(folder, IMAGE_EXTENSIONS):
         raise FileNotFoundError(
@@ -225,7 +250,8 @@ def _check_segmentation(cfg: dict, cls: type, key: str, fix: str,
         _raise_if_missing(
             img_dir, [n + img_suffix for n in names],
             f'images listed in {path!r} ({key}.ann_file)',
-            f'Fix the list, or the images under {img_dir!r}. {layout}')
+            f'Fix the list, or the images under {img_dir!r}. {layout}',
+            skipped=_skips_unreadable_images(cfg))
     else:
         names = sorted(  # as mmseg lists them: recursive, by suffix
             osp.relpath(osp.join(parent, f[:len(f) - len(img_suffix)]),
