@@ -235,7 +235,7 @@ def _check_segmentation(cfg: dict, cls: type, key: str, fix: str,
     prefix = cfg.get('data_prefix') or {}
     img_suffix = _default(cls, cfg, 'img_suffix')
     seg_suffix = _default(cls, cfg, 'seg_map_suffix')
-    img_dir = _join(root, prefix.get('img_path', '') or '')
+    img_dir = _join(root, prefix.get('img_path', '') or '') or '.'
     seg_dir = prefix.get('seg_map_path')
     _check_folder(img_dir, f'Image folder ({key}.data_prefix.img_path)', fix)
     if seg_dir is not None:
