@@ -92,16 +92,19 @@ def test_missing_or_empty_data_root(tmp_path, data_root):
     os.makedirs(tmp_path / 'empty' / 'train' / 'n0')
     train.dataset.data_root = str(tmp_path / 'empty')
     with pytest.raises(FileNotFoundError,
-                       match='No images.*data root is empty'):
+                       match='No images.*the folder is empty'):
         check_dataset_folders(train.dataset)
-    # the real config's ImageNet(split='train') layout
+    # the real config's ImageNet(split='train') layout: 1000 class folders
     imagenet = Config.fromfile(
         osp.join(REPO, 'configs', 'pretrain',
                  'mvp_vit-b16_300e_in1k.py')).train_dataloader.dataset
     imagenet.data_root = data_root
-    check_dataset_folders(imagenet)
+    with pytest.raises(ValueError, match='holds 2 class folders'):
+        check_dataset_folders(imagenet)
     imagenet.data_prefix.img_path = 'val/'
-    with pytest.raises(FileNotFoundError, match="'img_path'.*does not exist"):
+    with pytest.raises(FileNotFoundError,
+                       match="Image folder.*data_prefix.*val/' does not "
+                       'exist'):
         check_dataset_folders(imagenet)
 
 

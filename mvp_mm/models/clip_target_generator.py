@@ -1,9 +1,6 @@
 """The frozen CLIP vision tower that produces MVP's targets (Eq. 7)."""
-import os
-import os.path as osp
 from typing import Optional
 
-import open_clip
 import torch
 from mmengine.logging import MMLogger
 from torch import nn
@@ -11,15 +8,11 @@ from torch import nn
 from mmpretrain.registry import MODELS
 
 from .frozen_teacher import FrozenTeacher
+from .pretrained_models import build_open_clip_model
 from .quick_gelu_folding import fold_quick_gelu
 
 # Which per-token CLIP feature is the target, from the tower's end backwards.
 FEATURES = ('projected', 'ln_post', 'last_block')
-
-
-def _looks_like_path(pretrained: str) -> bool:
-    return (os.sep in pretrained or pretrained.startswith('.')
-            or pretrained.endswith(('.pt', '.pth', '.bin', '.safetensors')))
 
 
 @MODELS.register_module()
@@ -107,63 +100,14 @@ class CLIPTargetGenerator(FrozenTeacher):
                       fallback_to_random: bool, overrides: dict,
                       cache_dir: Optional[str]) -> nn.Module:
         """Build the open_clip model and keep only its vision tower."""
-        logger = MMLogger.get_current_instance()
-        if model_name not in open_clip.list_models():
-            close = [m for m in open_clip.list_models()
-                     if model_name.split('-')[0].lower() in m.lower()][:8]
-            raise ValueError(
-                f'Unknown open_clip model_name {model_name!r}. '
-                f'Similar names: {close}. All: open_clip.list_models().')
-        if pretrained is not None and not osp.isfile(pretrained):
-            if _looks_like_path(pretrained):
-                error = FileNotFoundError(
-                    f'CLIP checkpoint file {pretrained!r} does not exist. '
-                    'Point model.target_generator.pretrained at an existing '
-                    'open_clip/OpenAI checkpoint file, or use a tag such as '
-                    "'openai'.")
-                if not fallback_to_random:
-                    raise error
-                pretrained = None
-                logger.warning(f'!!! {error} Falling back to a RANDOMLY '
-                               'INITIALISED CLIP teacher (demo mode).')
-            else:
-                tags = open_clip.list_pretrained_tags_by_model(model_name)
-                if pretrained not in tags:
-                    raise ValueError(
-                        f'Unknown pretrained tag {pretrained!r} for open_clip '
-                        f'model {model_name!r}. Known tags: {tags}; or pass '
-                        'the path of a local checkpoint file.')
-        visual = None
-        if pretrained is not None:
-            try:
-                visual = open_clip.create_model(
-                    model_name, pretrained=pretrained, cache_dir=cache_dir,
-                    **overrides).visual
-                logger.info(f'CLIP teacher {model_name} loaded with '
-                            f'pretrained={pretrained!r}.')
-            except Exception as exc:  # network, hub, corrupt file
-                if not fallback_to_random:
-                    raise RuntimeError(
-                        f'Could not load CLIP weights {pretrained!r} for '
-                        f'{model_name}: {exc}. Without network access, '
-                        'download the checkpoint elsewhere and set '
-                        'model.target_generator.pretrained=/path/to/file.'
-                    ) from exc
-                logger.warning(
-                    f'!!! Could not load CLIP weights {pretrained!r} '
-                    f'({type(exc).__name__}: {exc}). Falling back to a '
-                    'RANDOMLY INITIALISED CLIP teacher (demo mode): its '
-                    'targets carry no multimodal semantics.')
-        if visual is None:
-            if pretrained is None and not fallback_to_random:
-                logger.warning(
-                    '!!! CLIPTargetGenerator built with pretrained=None: the '
-                    'teacher is RANDOMLY INITIALISED. Use this for tests only.')
-            # The same random teacher on every rank and every run.
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
-                visual = open_clip.create_model(
-                    model_name, pretrained=None, **overrides).visual
+        if pretrained is None and not fallback_to_random:
+            MMLogger.get_current_instance().warning(
+                '!!! CLIPTargetGenerator built with pretrained=None: the '
+                'teacher is RANDOMLY INITIALISED. Use this for tests only.')
+        visual = build_open_clip_model(
+            model_name, pretrained, what='CLIP teacher',
+            fallback_to_random=fallback_to_random, overrides=overrides,
+            cache_dir=cache_dir).visual
         if (getattr(visual, 'attn_pool', None) is not None
                 or getattr(visual, 'pool_type', 'tok') != 'tok'
                 or getattr(visual, 'final_ln_after_pool', False)
