@@ -91,7 +91,8 @@ class BlockwiseMaskGenerator(BaseTransform):
     def transform(self, results: dict) -> dict:
         """Add ``results['mask']``, ``[h, w]`` bool, True = masked."""
         H, W, target = self.height, self.width, self.num_masking_patches
-        min_area, (log_lo, log_hi) = self.min_num_patches, self.log_aspect_ratio
+        min_area = self.min_num_patches
+        log_lo, log_hi = self.log_aspect_ratio
         # sqrt(aspect) = exp(half_log_lo + U * half_log_span), U ~ [0, 1)
         half_log_lo, half_log_span = 0.5 * log_lo, 0.5 * (log_hi - log_lo)
         bits, rand, sqrt, exp = self._bits, random.random, math.sqrt, math.exp
