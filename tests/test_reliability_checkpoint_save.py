@@ -43,8 +43,11 @@ class _Runner:
             raise _Killed
 
 
-def _hook(runner) -> AtomicCheckpointHook:
-    hook = AtomicCheckpointHook(interval=2, by_epoch=False, max_keep_ckpts=1)
+def _hook(runner, **kwargs) -> AtomicCheckpointHook:
+    """The hook as training starts: every 2 iterations, max_keep_ckpts=1,
+    unless ``kwargs`` say otherwise."""
+    hook = AtomicCheckpointHook(
+        **dict(dict(interval=2, by_epoch=False, max_keep_ckpts=1), **kwargs))
     hook.before_train(runner)
     return hook
 
@@ -92,8 +95,7 @@ def test_killed_between_rename_and_record_resumes_the_new_checkpoint(
         tmp_path, monkeypatch):
     work = str(tmp_path)
     runner = _Runner(work)
-    hook = AtomicCheckpointHook(interval=1, by_epoch=True, max_keep_ckpts=1)
-    hook.before_train(runner)
+    hook = _hook(runner, interval=1, by_epoch=True)
     with monkeypatch.context() as m:  # the very first save
         _kill_before_recording(m)
         with pytest.raises(_Killed):
@@ -125,8 +127,7 @@ def test_a_stale_later_step_does_not_win_over_last_checkpoint(tmp_path):
     last_checkpoint names) is not what this run continues from."""
     work = str(tmp_path)
     runner = _Runner(work)
-    hook = AtomicCheckpointHook(interval=1, by_epoch=True)
-    hook.before_train(runner)
+    hook = _hook(runner, interval=1, by_epoch=True, max_keep_ckpts=-1)
     for epoch in (1, 2, 3):
         hook._save_checkpoint_with_step(runner, epoch, dict(epoch=epoch))
     # rerun from epoch 1, saved epoch 2 again, then killed in epoch 3
@@ -164,8 +165,7 @@ def test_full_disk_keeps_checkpoints_and_says_what_room_a_save_needs(
         tmp_path, error):
     work = str(tmp_path)
     runner = _Runner(work)
-    hook = AtomicCheckpointHook(interval=2, by_epoch=False, max_keep_ckpts=2)
-    hook.before_train(runner)
+    hook = _hook(runner, max_keep_ckpts=2)
     for step in (2, 4):
         hook._save_checkpoint_with_step(runner, step, dict(iter=step))
     before = {name: os.path.getmtime(osp.join(work, name))
@@ -193,15 +193,14 @@ def test_full_disk_keeps_checkpoints_and_says_what_room_a_save_needs(
 
     # the next start has nothing to clean up and blames no kill
     rerun = _DiskFullRunner(work)
-    AtomicCheckpointHook(interval=2, by_epoch=False).before_train(rerun)
+    _hook(rerun)
     assert rerun.warnings == []
 
 
 def test_other_write_errors_name_the_cause_and_keep_checkpoints(tmp_path):
     work = str(tmp_path)
     runner = _Runner(work)
-    hook = AtomicCheckpointHook(interval=2, by_epoch=False)
-    hook.before_train(runner)
+    hook = _hook(runner, max_keep_ckpts=-1)
     hook._save_checkpoint_with_step(runner, 2, dict(iter=2))
     with pytest.raises(OSError, match=r'Saving checkpoint iter_4.pth in .* '
                        r'failed: \[Errno 5\] Input/output error\. Nothing '
@@ -234,8 +233,7 @@ def test_human_size():
 
 
 def test_full_disk_at_the_first_save_gives_what_was_written(tmp_path):
-    hook = AtomicCheckpointHook(interval=2, by_epoch=False, max_keep_ckpts=1)
-    hook.before_train(_Runner(str(tmp_path)))
+    hook = _hook(_Runner(str(tmp_path)))
     with pytest.raises(OSError, match=r'1000 bytes written before the disk '
                        r'filled\)\. An atomic save needs room for '
                        r'max_keep_ckpts \+ 1 = 2 checkpoints.*Nothing was '
