@@ -138,14 +138,16 @@ def newest_complete_checkpoint(folder: str,
 
 
 def _later_checkpoint(recorded: str, templates) -> Optional[str]:
-    """A complete checkpoint saved after ``recorded`` (a higher step, of
-    ``recorded``'s template, written later), or None."""
-    newest = newest_complete_checkpoint(osp.dirname(recorded), templates)
-    if newest is None or newest == recorded:
-        return None
+    """A complete checkpoint saved after ``recorded``: a higher step of
+    ``recorded``'s template, written later (a higher step written earlier
+    is a stale file of an earlier run). None if there is none."""
     for template in templates:
-        old, new = step_of(recorded, template), step_of(newest, template)
-        if old is not None and new is not None and new > old and \
+        step = step_of(recorded, template)
+        if step is None:
+            continue
+        steps = checkpoints_by_step(osp.dirname(recorded), template)
+        newest = steps[max(steps)] if steps else recorded
+        if step_of(newest, template) > step and \
                 osp.getmtime(newest) >= osp.getmtime(recorded):
             return newest
     return None
