@@ -241,3 +241,20 @@ def test_full_disk_at_the_first_save_gives_what_was_written(tmp_path):
         hook._save_checkpoint_with_step(
             _DiskFullRunner(str(tmp_path)), 2, dict(iter=2))
     assert os.listdir(tmp_path) == []
+
+
+def test_empty_last_checkpoint_falls_back_to_the_newest_complete(tmp_path):
+    """An empty last_checkpoint (mmengine's own hook rewrites it in place)
+    resumes the newest complete checkpoint, or names the fix if none."""
+    work = str(tmp_path)
+    open(osp.join(work, 'last_checkpoint'), 'w').close()
+    with pytest.raises(ValueError, match='is empty.*--resume PATH'):
+        find_resume_checkpoint(work)
+    hook = _hook(_Runner(work), max_keep_ckpts=-1)
+    for step in (2, 4, 10):
+        hook._save_checkpoint_with_step(_Runner(work), step, dict(iter=step))
+    with open(osp.join(work, 'iter_12.pth'), 'wb') as f:
+        f.write(b'PK\x03\x04 cut short')  # mmengine's hook, killed mid-save
+    open(osp.join(work, 'last_checkpoint'), 'w').close()
+    # 10 > 4 > 2 by step, though iter_10.pth sorts before iter_2.pth
+    assert find_resume_checkpoint(work) == osp.join(work, 'iter_10.pth')
