@@ -3,6 +3,7 @@ newest complete checkpoint, with the losses of the uninterrupted run; a
 legacy-format (non-zip) checkpoint resumes too."""
 import os
 import os.path as osp
+import runpy
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import torch
 from mmengine.runner import Runner
 from reliability_tiny import REPO, TRAIN, logged_losses, reliable_tiny_cfg
 
+import mvp_mm.engine.hooks.atomic_checkpoint_hook as hook_module
 from mvp_mm.engine import check_checkpoint_file, resolve_resume
 from mvp_mm.utils import make_imagenet_folder
 
@@ -66,29 +68,42 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     assert osp.isfile(osp.join(work, f'iter_{MAX_ITERS}.pth'))
 
 
-def test_killed_before_last_checkpoint_resumes_epoch_1(tmp_path):
+class _Killed(BaseException):
+    """The process dies (like SIGKILL, nothing after it runs)."""
+
+
+def test_killed_before_last_checkpoint_resumes_epoch_1(tmp_path,
+                                                      monkeypatch):
     """Killed after epoch_1.pth is renamed into place, before
-    last_checkpoint is written: --resume continues from epoch_1."""
+    last_checkpoint is written: `tools/train.py --resume` continues from
+    epoch_1 instead of starting from scratch."""
     data = str(tmp_path / 'in')
     make_imagenet_folder(data, 4, 4, 80)  # 16 images: 4 iterations/epoch
     work = str(tmp_path / 'work')
     cfg = reliable_tiny_cfg(data, work)
     cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=2)
     cfg.default_hooks.checkpoint.update(by_epoch=True, interval=1)
-    cfg.dump(str(tmp_path / 'resume_cfg.py'))
-    cfg.custom_imports.imports.append('reliability_kill_before_record')
-    cfg.dump(str(tmp_path / 'kill_cfg.py'))
+    config = str(tmp_path / 'cfg.py')
+    cfg.dump(config)
+    train = runpy.run_path(TRAIN)['main']
 
-    killed = _train(str(tmp_path / 'kill_cfg.py'))
-    assert killed.returncode == -9, killed.stderr[-3000:]
+    def killed(path, text):
+        raise _Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(hook_module, 'write_text_atomically', killed)
+        m.setattr(sys, 'argv', ['train.py', config])
+        with pytest.raises(_Killed):
+            train()
     # complete, but not recorded: no last_checkpoint
     assert sorted(n for n in os.listdir(work)
                   if '.pth' in n or 'checkpoint' in n) == ['epoch_1.pth']
 
-    resumed = _train(str(tmp_path / 'resume_cfg.py'), '--resume')
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert 'epoch_1.pth, the newest complete checkpoint' in resumed.stdout
-    assert 'resumed epoch: 1, iter: 4' in resumed.stdout
+    monkeypatch.setattr(sys, 'argv', ['train.py', config, '--resume'])
+    train()
+    # the killed run logged epoch 1 (iterations 1-4), the resumed one
+    # epoch 2 (5-8), not 1-8 from scratch
+    assert [r['iter'] for r in logged_losses(work)] == list(range(1, 9))
     with open(osp.join(work, 'last_checkpoint')) as f:
         assert f.read() == osp.join(work, 'epoch_2.pth')
 
