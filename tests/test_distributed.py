@@ -1,5 +1,6 @@
-"""tools/dist_train.sh on CPU (gloo, 2 processes), and per-sample seeding
-across ranks, workers, epochs and runs."""
+"""tools/dist_train.sh on CPU (gloo, 2 processes), the process group torn
+down at exit, and per-sample seeding across ranks, workers, epochs and
+runs."""
 import glob
 import json
 import os
@@ -7,6 +8,7 @@ import os.path as osp
 import shutil
 import socket
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -44,22 +46,12 @@ def test_dist_train_two_processes_match_one_process(tmp_path):
     dist_cfg.custom_hooks.append(dict(type='RecordFirstLossHook'))
     dist_cfg.dump(str(tmp_path / 'dist_cfg.py'))
 
-    def launch():
-        env = dict(os.environ, PORT=str(_free_port()),
-                   PYTHONPATH=osp.join(REPO, 'tests'), OMP_NUM_THREADS='1')
-        return subprocess.run(
-            ['bash', osp.join(REPO, 'tools', 'dist_train.sh'),
-             str(tmp_path / 'dist_cfg.py'), '2'],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-
-    result = launch()
-    if result.returncode != 0 and 'SIGABRT' in result.stderr and \
-            'terminate called without an active exception' in result.stderr:
-        # Seen once in ~15 CI-like runs: a gloo worker thread aborts rank 1
-        # right after DDP wraps the model (torch 2.14, 2 loaded cores).
-        # That is the transport, not this code: launch once more, fresh.
-        shutil.rmtree(dist_work, ignore_errors=True)
-        result = launch()
+    env = dict(os.environ, PORT=str(_free_port()),
+               PYTHONPATH=osp.join(REPO, 'tests'), OMP_NUM_THREADS='1')
+    result = subprocess.run(
+        ['bash', osp.join(REPO, 'tools', 'dist_train.sh'),
+         str(tmp_path / 'dist_cfg.py'), '2'],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert 'Distributed training: True' in result.stdout
     # one checkpoint (rank 0 writes), complete, nothing half-written
@@ -77,6 +69,63 @@ def test_dist_train_two_processes_match_one_process(tmp_path):
     single = logged_losses(single_work)[0]['loss']
     assert single == pytest.approx(np.mean(rank_losses), abs=1e-5)
     assert rank_losses[0] != pytest.approx(rank_losses[1], abs=1e-4)
+
+
+# A rank as the stock tools/train.py of mmpretrain / mmseg runs it under
+# torchrun: `import mvp_mm` (custom_imports), mmengine's init_dist, and no
+# destroy_process_group. The first exit handler runs last (LIFO).
+_RANK = """
+import atexit, os, sys, time
+import torch.distributed as dist
+atexit.register(lambda: print('initialized at exit:', dist.is_initialized()))
+import mvp_mm
+from mmengine.dist import init_dist
+init_dist('pytorch')
+print('initialized:', dist.is_initialized(), flush=True)
+if sys.argv[1] == 'crash':
+    if os.environ['RANK'] == '0':
+        raise RuntimeError('rank 0 crashed')
+    while not os.path.exists(sys.argv[2]):  # until the test says so
+        time.sleep(0.1)
+"""
+
+
+def _start_ranks(*args: str) -> list:
+    port = str(_free_port())
+    return [
+        subprocess.Popen(
+            [sys.executable, '-c', _RANK, *args], cwd=REPO,
+            env=dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank),
+                     WORLD_SIZE='2', MASTER_ADDR='127.0.0.1',
+                     MASTER_PORT=port, OMP_NUM_THREADS='1'),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for rank in (0, 1)
+    ]
+
+
+def test_process_group_is_destroyed_at_exit(tmp_path):
+    """mmengine never destroys the gloo group; left to interpreter shutdown
+    it aborts a rank now and then (SIGABRT, exit 1 after training). The
+    CPU launch layer destroys it at exit: after a barrier on a normal exit,
+    at once after a crash, and without hanging when a peer is gone."""
+    release = str(tmp_path / 'release')
+    normal, crash = _start_ranks('normal'), _start_ranks('crash', release)
+    for rank in normal:
+        out = rank.communicate(timeout=240)[0]
+        assert rank.returncode == 0, out[-3000:]
+        assert 'initialized: True' in out
+        assert 'initialized at exit: False' in out
+
+    # rank 0 crashes and leaves at once, not waiting for rank 1 (which
+    # waits for the test until rank 0 is gone)
+    out = crash[0].communicate(timeout=240)[0]
+    assert crash[0].returncode == 1 and 'rank 0 crashed' in out, out[-3000:]
+    assert 'initialized at exit: False' in out
+    open(release, 'w').close()
+    out = crash[1].communicate(timeout=240)[0]  # its peer is gone
+    assert crash[1].returncode == 0, out[-3000:]
+    assert 'Leaving the process group without the other ranks' in out
+    assert 'initialized at exit: False' in out
 
 
 def _draws(data_root: str, rank: int, seed: int, epoch: int = 0) -> list:

@@ -1,13 +1,22 @@
 """AtomicCheckpointHook: a save cut short never becomes what --resume picks,
-and the previous checkpoint survives it (even with max_keep_ckpts=1)."""
+the previous checkpoint survives it (even with max_keep_ckpts=1), a kill
+between the rename and last_checkpoint still resumes the new checkpoint,
+and a full disk is a clear error that leaves everything as it was."""
+import errno
 import os
 import os.path as osp
+import re
 
 import pytest
 import torch
+from mmengine.config import Config
 from mmengine.logging import MessageHub, MMLogger
 
-from mvp_mm.engine import AtomicCheckpointHook, find_resume_checkpoint
+import mvp_mm.engine.hooks.atomic_checkpoint_hook as hook_module
+from mvp_mm.engine import (AtomicCheckpointHook, find_resume_checkpoint,
+                           resolve_resume)
+from mvp_mm.engine.hooks.atomic_checkpoint_hook import (human_size,
+                                                        write_text_atomically)
 
 
 class _Killed(BaseException):
@@ -34,8 +43,11 @@ class _Runner:
             raise _Killed
 
 
-def _hook(runner) -> AtomicCheckpointHook:
-    hook = AtomicCheckpointHook(interval=2, by_epoch=False, max_keep_ckpts=1)
+def _hook(runner, **kwargs) -> AtomicCheckpointHook:
+    """The hook as training starts: every 2 iterations, max_keep_ckpts=1,
+    unless ``kwargs`` say otherwise."""
+    hook = AtomicCheckpointHook(
+        **dict(dict(interval=2, by_epoch=False, max_keep_ckpts=1), **kwargs))
     hook.before_train(runner)
     return hook
 
@@ -69,3 +81,180 @@ def test_killed_save_leaves_the_last_complete_checkpoint(tmp_path):
     assert sorted(os.listdir(work)) == ['iter_4.pth', 'last_checkpoint']
     assert find_resume_checkpoint(work) == osp.join(work, 'iter_4.pth')
     assert runner.message_hub.get_info('keep_ckpt_ids') == [4]
+
+
+def _kill_before_recording(monkeypatch):
+    """Die right after the rename, before last_checkpoint is written."""
+    def killed(path, text):
+        raise _Killed
+
+    monkeypatch.setattr(hook_module, 'write_text_atomically', killed)
+
+
+def test_killed_between_rename_and_record_resumes_the_new_checkpoint(
+        tmp_path, monkeypatch):
+    work = str(tmp_path)
+    runner = _Runner(work)
+    hook = _hook(runner, interval=1, by_epoch=True)
+    with monkeypatch.context() as m:  # the very first save
+        _kill_before_recording(m)
+        with pytest.raises(_Killed):
+            hook._save_checkpoint_with_step(runner, 1, dict(epoch=1))
+    assert sorted(os.listdir(work)) == ['epoch_1.pth']  # no last_checkpoint
+    first = osp.join(work, 'epoch_1.pth')
+    assert find_resume_checkpoint(work) == first
+    cfg = Config(dict(resume=True, load_from=None, work_dir=work,
+                      default_hooks=dict(checkpoint=dict(by_epoch=True))))
+    resolve_resume(cfg)  # what `tools/train.py --resume` does
+    assert cfg.resume is True and cfg.load_from == first
+
+    # a later save: last_checkpoint is left one save behind
+    hook._save_checkpoint_with_step(runner, 1, dict(epoch=1))
+    with monkeypatch.context() as m:
+        _kill_before_recording(m)
+        with pytest.raises(_Killed):
+            hook._save_checkpoint_with_step(runner, 2, dict(epoch=2))
+    assert sorted(os.listdir(work)) == [
+        'epoch_1.pth', 'epoch_2.pth', 'last_checkpoint'
+    ]
+    with open(osp.join(work, 'last_checkpoint')) as f:
+        assert f.read() == first
+    assert find_resume_checkpoint(work) == osp.join(work, 'epoch_2.pth')
+
+
+def test_a_stale_later_step_does_not_win_over_last_checkpoint(tmp_path):
+    """epoch_3.pth of an earlier, longer run (older than the checkpoint
+    last_checkpoint names) is not what this run continues from."""
+    work = str(tmp_path)
+    runner = _Runner(work)
+    hook = _hook(runner, interval=1, by_epoch=True, max_keep_ckpts=-1)
+    for epoch in (1, 2, 3):
+        hook._save_checkpoint_with_step(runner, epoch, dict(epoch=epoch))
+    # rerun from epoch 1, saved epoch 2 again, then killed in epoch 3
+    hook._save_checkpoint_with_step(runner, 2, dict(epoch=2))
+    stale = osp.join(work, 'epoch_3.pth')
+    os.utime(stale, (1e9, 1e9))
+    assert find_resume_checkpoint(work) == osp.join(work, 'epoch_2.pth')
+    os.utime(stale)  # written after epoch_2.pth: a later save
+    assert find_resume_checkpoint(work) == stale
+
+
+class _DiskFullRunner(_Runner):
+    """A runner whose checkpoint write fills the disk after 1000 bytes."""
+
+    def __init__(self, work_dir: str, error: int = errno.ENOSPC):
+        super().__init__(work_dir)
+        self.error = error
+        self.warnings = []
+        self.logger = self  # records the hook's warnings
+
+    def warning(self, message):
+        self.warnings.append(message)
+
+    def info(self, message):
+        pass
+
+    def save_checkpoint(self, out_dir, filename, *args, **kwargs):
+        with open(osp.join(out_dir, filename), 'wb') as f:
+            f.write(b'PK' + bytes(998))
+        raise OSError(self.error, os.strerror(self.error))
+
+
+@pytest.mark.parametrize('error', [errno.ENOSPC, errno.EDQUOT])
+def test_full_disk_keeps_checkpoints_and_says_what_room_a_save_needs(
+        tmp_path, error):
+    work = str(tmp_path)
+    runner = _Runner(work)
+    hook = _hook(runner, max_keep_ckpts=2)
+    for step in (2, 4):
+        hook._save_checkpoint_with_step(runner, step, dict(iter=step))
+    before = {name: os.path.getmtime(osp.join(work, name))
+              for name in os.listdir(work)}
+    size = osp.getsize(osp.join(work, 'iter_4.pth'))
+
+    full = _DiskFullRunner(work, error)
+    full.message_hub = runner.message_hub
+    with pytest.raises(OSError) as info:
+        hook._save_checkpoint_with_step(full, 6, dict(iter=6))
+    message = str(info.value)
+    assert info.value.errno == error
+    assert f'No space left saving checkpoint iter_6.pth in {work}' in message
+    assert re.search(r'\(\d+\.\d [KMGT]iB free;', message)  # disk_usage
+    assert f'a checkpoint is {human_size(size)})' in message
+    assert 'room for max_keep_ckpts + 1 = 3 checkpoints' in message
+    assert 'iter_2.pth, iter_4.pth and last_checkpoint are as they were' \
+        in message
+    assert 'lower default_hooks.checkpoint.max_keep_ckpts' in message
+    assert '--work-dir' in message and '--resume' in message
+    # nothing half-written left, nothing deleted or replaced
+    assert {name: os.path.getmtime(osp.join(work, name))
+            for name in os.listdir(work)} == before
+    assert find_resume_checkpoint(work) == osp.join(work, 'iter_4.pth')
+
+    # the next start has nothing to clean up and blames no kill
+    rerun = _DiskFullRunner(work)
+    _hook(rerun)
+    assert rerun.warnings == []
+
+
+def test_other_write_errors_name_the_cause_and_keep_checkpoints(tmp_path):
+    work = str(tmp_path)
+    runner = _Runner(work)
+    hook = _hook(runner, max_keep_ckpts=-1)
+    hook._save_checkpoint_with_step(runner, 2, dict(iter=2))
+    with pytest.raises(OSError, match=r'Saving checkpoint iter_4.pth in .* '
+                       r'failed: \[Errno 5\] Input/output error\. Nothing '
+                       r'was replaced: iter_2.pth and last_checkpoint'):
+        hook._save_checkpoint_with_step(
+            _DiskFullRunner(work, errno.EIO), 4, dict(iter=4))
+    assert sorted(os.listdir(work)) == ['iter_2.pth', 'last_checkpoint']
+
+
+def test_last_checkpoint_write_that_fails_leaves_the_old_record(
+        tmp_path, monkeypatch):
+    record = str(tmp_path / 'last_checkpoint')
+    write_text_atomically(record, 'iter_2.pth')
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, 'fsync', disk_full)
+    with pytest.raises(OSError):
+        write_text_atomically(record, 'iter_4.pth')
+    assert os.listdir(tmp_path) == ['last_checkpoint']
+    with open(record) as f:
+        assert f.read() == 'iter_2.pth'
+
+
+def test_human_size():
+    assert human_size(512) == '512 bytes'
+    assert human_size(33 * 2**10) == '33.0 KiB'
+    assert human_size(int(1.5 * 2**30)) == '1.5 GiB'
+
+
+def test_full_disk_at_the_first_save_gives_what_was_written(tmp_path):
+    hook = _hook(_Runner(str(tmp_path)))
+    with pytest.raises(OSError, match=r'1000 bytes written before the disk '
+                       r'filled\)\. An atomic save needs room for '
+                       r'max_keep_ckpts \+ 1 = 2 checkpoints.*Nothing was '
+                       r'replaced\.'):
+        hook._save_checkpoint_with_step(
+            _DiskFullRunner(str(tmp_path)), 2, dict(iter=2))
+    assert os.listdir(tmp_path) == []
+
+
+def test_empty_last_checkpoint_falls_back_to_the_newest_complete(tmp_path):
+    """An empty last_checkpoint (mmengine's own hook rewrites it in place)
+    resumes the newest complete checkpoint, or names the fix if none."""
+    work = str(tmp_path)
+    open(osp.join(work, 'last_checkpoint'), 'w').close()
+    with pytest.raises(ValueError, match='is empty.*--resume PATH'):
+        find_resume_checkpoint(work)
+    hook = _hook(_Runner(work), max_keep_ckpts=-1)
+    for step in (2, 4, 10):
+        hook._save_checkpoint_with_step(_Runner(work), step, dict(iter=step))
+    with open(osp.join(work, 'iter_12.pth'), 'wb') as f:
+        f.write(b'PK\x03\x04 cut short')  # mmengine's hook, killed mid-save
+    open(osp.join(work, 'last_checkpoint'), 'w').close()
+    # 10 > 4 > 2 by step, though iter_10.pth sorts before iter_2.pth
+    assert find_resume_checkpoint(work) == osp.join(work, 'iter_10.pth')

@@ -16,16 +16,51 @@ which DDP refuses for a CPU module. On a machine with no accelerator
   layers only work with GPU modules"); mmengine does the same for
   non-distributed runs.
 
+- tears the process group down when the process exits: mmengine never
+  destroys it, and a gloo group left to interpreter shutdown makes a rank
+  abort now and then (``terminate called without an active exception``,
+  SIGABRT, exit code 1 after training finished) under the stock
+  ``tools/train.py`` of mmpretrain / mmseg. On a normal exit the ranks
+  first wait for each other (at most :data:`TEARDOWN_TIMEOUT`; a dead peer
+  ends the wait at once), so none leaves while another still talks to it;
+  after an uncaught exception the group is destroyed without waiting.
+
 That makes ``bash tools/dist_train.sh CONFIG 2`` run on a laptop or a CI
 machine. Nothing changes where a GPU (or NPU/MLU/MUSA) is present.
 """
+import atexit
 import logging
+import sys
+from datetime import timedelta
 
 import torch.distributed as torch_dist
 from mmengine.device import get_device
 from mmengine.logging import print_log
 
 _FLAG = '__mvp_mm_cpu_distributed__'
+
+# How long an exiting rank waits for the others (e.g. while rank 0 writes
+# the last checkpoint) before it destroys the process group anyway.
+TEARDOWN_TIMEOUT = timedelta(minutes=5)
+
+
+def leave_process_group() -> None:
+    """Destroy the default process group, after a barrier on a normal exit.
+
+    Registered with ``atexit`` where :func:`install_cpu_distributed_launch`
+    initialised the group; a no-op if it is gone already (the project's
+    ``tools/train.py`` tears it down itself).
+    """
+    if not torch_dist.is_initialized():
+        return
+    if getattr(sys, 'last_value', None) is None:  # no uncaught exception
+        try:
+            torch_dist.monitored_barrier(timeout=TEARDOWN_TIMEOUT)
+        except RuntimeError as err:  # a peer died, or did not come
+            print_log(
+                f'Leaving the process group without the other ranks: {err}',
+                logger='current', level=logging.WARNING)
+    torch_dist.destroy_process_group()
 
 
 def install_cpu_distributed_launch() -> bool:
@@ -54,6 +89,7 @@ def install_cpu_distributed_launch() -> bool:
                 f'No GPU: distributed backend {backend!r} -> gloo.',
                 logger='current', level=logging.WARNING)
         torch_dist.init_process_group(backend='gloo', **kwargs)
+        atexit.register(leave_process_group)
 
     def wrap_cpu_module(self, module, *args, **kwargs):
         kwargs['device_ids'] = None  # DDP: None for a CPU module

@@ -1,6 +1,8 @@
 """Checkpoints that a killed process can never leave half-written."""
+import errno
 import os
 import os.path as osp
+import shutil
 from typing import List
 
 from mmengine.dist import is_main_process
@@ -8,6 +10,8 @@ from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook
 
 from mmpretrain.registry import HOOKS
+
+from ..resume import checkpoints_by_step
 
 PARTIAL_SUFFIX = '.partial'
 
@@ -24,11 +28,28 @@ def fsync_path(path: str) -> None:
 def write_text_atomically(path: str, text: str) -> None:
     """Replace ``path`` by a file holding ``text``, all or nothing."""
     partial = path + PARTIAL_SUFFIX
-    with open(partial, 'w') as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(partial, path)
+    try:
+        with open(partial, 'w') as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, path)
+    except OSError:
+        _remove_if_present(partial)
+        raise
+
+
+def _remove_if_present(path: str) -> None:
+    if osp.isfile(path):
+        os.remove(path)
+
+
+def human_size(num_bytes: int) -> str:
+    """``human_size(3 * 2**30) == '3.0 GiB'``."""
+    for power, unit in ((40, 'TiB'), (30, 'GiB'), (20, 'MiB'), (10, 'KiB')):
+        if num_bytes >= 2**power:
+            return f'{num_bytes / 2**power:.1f} {unit}'
+    return f'{num_bytes} bytes'
 
 
 @HOOKS.register_module()
@@ -50,10 +71,18 @@ class AtomicCheckpointHook(CheckpointHook):
        so it only ever names a complete file;
     3. checkpoints beyond ``max_keep_ckpts`` are deleted only after that.
 
+    So the folder needs room for ``max_keep_ckpts + 1`` checkpoints: the
+    new one is written in full before the oldest is deleted. A save that
+    fails (a full disk, a quota, an I/O error) removes its ``.partial`` and
+    raises an error naming the folder, the free space and the fix; the
+    previous checkpoints and ``last_checkpoint`` are left as they were.
     ``*.partial`` files left by a killed run are removed when training
-    starts. Other storage backends (e.g. object stores, which have no
-    rename) fall back to mmengine's behaviour. Same arguments as
-    ``CheckpointHook``
+    starts. A run killed between the rename (1) and ``last_checkpoint``
+    (2) leaves ``last_checkpoint`` one save behind (or, at the first save,
+    absent); ``--resume`` (:func:`mvp_mm.engine.find_resume_checkpoint`)
+    continues from the newer, complete file. Other storage backends (e.g.
+    object stores, which have no rename) fall back to mmengine's
+    behaviour. Same arguments as ``CheckpointHook``
     (https://github.com/open-mmlab/mmengine/blob/v0.10.7/mmengine/hooks/checkpoint_hook.py).
     """
 
@@ -82,27 +111,77 @@ class AtomicCheckpointHook(CheckpointHook):
         self.last_ckpt = self.file_backend.join_path(self.out_dir,
                                                      ckpt_filename)
         runner.message_hub.update_info('last_ckpt', self.last_ckpt)
-        runner.save_checkpoint(
-            self.out_dir,
-            ckpt_filename + PARTIAL_SUFFIX,
-            self.file_client_args,
-            save_optimizer=self.save_optimizer,
-            save_param_scheduler=self.save_param_scheduler,
-            meta=meta,
-            by_epoch=self.by_epoch,
-            backend_args=self.backend_args,
-            **self.args)
-        if not is_main_process():
-            return
         partial = self.last_ckpt + PARTIAL_SUFFIX
-        fsync_path(partial)
-        os.replace(partial, self.last_ckpt)
-        fsync_path(self.out_dir)
-        write_text_atomically(
-            osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
+        try:
+            runner.save_checkpoint(
+                self.out_dir,
+                ckpt_filename + PARTIAL_SUFFIX,
+                self.file_client_args,
+                save_optimizer=self.save_optimizer,
+                save_param_scheduler=self.save_param_scheduler,
+                meta=meta,
+                by_epoch=self.by_epoch,
+                backend_args=self.backend_args,
+                **self.args)
+            if not is_main_process():
+                return
+            fsync_path(partial)
+            os.replace(partial, self.last_ckpt)
+            fsync_path(self.out_dir)
+        except OSError as err:
+            written = osp.getsize(partial) if osp.isfile(partial) else 0
+            _remove_if_present(partial)
+            raise self._save_failed(err, written) from err
+        record = osp.join(runner.work_dir, 'last_checkpoint')
+        try:
+            write_text_atomically(record, self.last_ckpt)
+        except OSError as err:
+            raise OSError(
+                err.errno,
+                f'{self.last_ckpt} is saved and complete, but {record} '
+                f'could not be updated: {err}. Fix that, then rerun with '
+                f'`--resume`: it continues from {ckpt_filename}, the newest '
+                'complete checkpoint.') from err
         for path in expired:
             if osp.isfile(path):
                 os.remove(path)
+
+    def _save_failed(self, err: OSError, written: int) -> OSError:
+        """The error to raise for a checkpoint write that failed: where,
+        why, what is left, and (out of space) what room a save needs."""
+        name = osp.basename(self.last_ckpt)
+        kept = checkpoints_by_step(self.out_dir, self.filename_tmpl)
+        names = ', '.join(osp.basename(kept[step]) for step in sorted(kept))
+        intact = (f'Nothing was replaced: {names} and last_checkpoint are '
+                  'as they were.' if kept else 'Nothing was replaced.')
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            return OSError(
+                err.errno,
+                f'Saving checkpoint {name} in {self.out_dir} failed: {err}. '
+                f'{intact} Fix the cause, then rerun with `--resume`.')
+        if kept:
+            size = ('a checkpoint is '
+                    f'{human_size(max(map(osp.getsize, kept.values())))}')
+        else:
+            size = f'{human_size(written)} written before the disk filled'
+        if self.max_keep_ckpts > 0:
+            room = (f'max_keep_ckpts + 1 = {self.max_keep_ckpts + 1} '
+                    'checkpoints: the oldest is deleted only after the new '
+                    'one is complete')
+            lower = 'lower default_hooks.checkpoint.max_keep_ckpts'
+        else:
+            room = ('every checkpoint (max_keep_ckpts is not set, so none '
+                    'is deleted)')
+            lower = 'set default_hooks.checkpoint.max_keep_ckpts'
+        free = human_size(shutil.disk_usage(self.out_dir).free)
+        return OSError(
+            err.errno,
+            f'No space left saving checkpoint {name} in {self.out_dir} '
+            f'({free} free; {size}). '
+            f'An atomic save needs room for {room}. {intact} Fix: free '
+            f'space in {self.out_dir}, {lower}, or train in another '
+            '`--work-dir` (`--resume PATH` to a checkpoint here); then rerun '
+            'with `--resume`.')
 
     def _update_kept_steps(self, runner, step: int) -> List[str]:
         """mmengine's ``max_keep_ckpts`` bookkeeping; returns the paths to
