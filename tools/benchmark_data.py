@@ -52,7 +52,8 @@ from mmpretrain.registry import TRANSFORMS
 from mvp_mm.datasets import SeededIndex
 from mvp_mm.utils import make_photo_imagenet_folder, seed_cpu_rngs
 
-STOCK_CONFIG = 'mmpretrain::beit/beit_beit-base-p16_8xb256-amp-coslr-300e_in1k.py'
+STOCK_CONFIG = ('mmpretrain::beit/'
+                'beit_beit-base-p16_8xb256-amp-coslr-300e_in1k.py')
 FAST_CROP = 'RandomResizedCropFromFile'
 # One H100 at 45% MFU on the ViT-B/16 MVP step (~140 GFLOP per image
 # against ~990 TFLOP/s dense bf16): about 3,000 images per second.
