@@ -101,6 +101,8 @@ def _fast_vs_exact(files, scale):
         assert a['flip'] == b['flip']
         assert np.array_equal(a['mask'], b['mask'])
         assert a['img'].shape == b['img'].shape == (scale, scale, 3)
+        # PackInputs warns on (and torch cannot own) read-only arrays
+        assert a['img'].flags.writeable
         assert b['decode_scale'] == 1
         results.append((_psnr(a['img'], b['img']), a['decode_scale']))
     return results

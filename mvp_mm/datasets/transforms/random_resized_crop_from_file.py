@@ -101,9 +101,9 @@ def resize_box_with_pillow(img: np.ndarray, box: Tuple[float, float, float,
     x1 = min(img.shape[1], math.ceil(right + reach))
     y1 = min(img.shape[0], math.ceil(bottom + reach))
     region = Image.fromarray(img[y0:y1, x0:x1])
-    return np.asarray(
-        region.resize(size[::-1], pillow_interp_codes[interpolation],
-                      box=(left - x0, top - y0, right - x0, bottom - y0)))
+    out = region.resize(size[::-1], pillow_interp_codes[interpolation],
+                        box=(left - x0, top - y0, right - x0, bottom - y0))
+    return np.array(out)  # writable (np.asarray's view of Pillow's is not)
 
 
 @TRANSFORMS.register_module()
