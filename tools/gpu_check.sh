@@ -18,14 +18,15 @@ cd "$(dirname "$0")/.."
 OUT=${1:-work_dirs/gpu_check}
 CONFIG=configs/pretrain/mvp_vit-b16_300e_in1k.py
 
-if ! python -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'
-then
-    echo "gpu_check: no CUDA GPU: torch.cuda.is_available() is False for" \
-        "$(command -v python) (torch $(python -c \
-        'import torch; print(torch.__version__)')). Run it on a GPU" \
-        "machine, with a CUDA build of torch in the active environment." >&2
-    exit 2
-fi
+python - <<'EOF' || exit 2
+import sys
+import torch
+if not torch.cuda.is_available():
+    sys.exit(f'gpu_check: no CUDA GPU: torch.cuda.is_available() is False '
+             f'for {sys.executable} (torch {torch.__version__}). Run it on '
+             'a GPU machine, with a CUDA build of torch in the active '
+             'environment.')
+EOF
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export HF_HUB_OFFLINE=1  # the benchmark writes its own random CLIP
