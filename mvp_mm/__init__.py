@@ -12,11 +12,13 @@ Paper: https://arxiv.org/abs/2203.05175
 """
 from .compat import (install_cpu_distributed_launch,
                      install_mmcv_ops_fallback,
-                     install_runner_checkpoint_safe_globals)
+                     install_runner_checkpoint_safe_globals,
+                     install_runner_data_check)
 
 install_mmcv_ops_fallback()
 install_runner_checkpoint_safe_globals()
 install_cpu_distributed_launch()
+install_runner_data_check()
 
 # Registration (and the datasets' / engine's public names).
 from . import datasets, engine, evaluation, models  # noqa: E402,F401

@@ -1,9 +1,12 @@
 import contextlib
+import logging
 import os
+import socket
 from collections import OrderedDict
 
 import pytest
 import torch
+from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope
 
 # Two cores are shared by the whole suite; keep torch from oversubscribing.
@@ -46,3 +49,37 @@ def _isolated_test():
     """No test leaves global state behind for the next one."""
     with _restored_global_state():
         yield
+
+
+@pytest.fixture
+def offline_hub(monkeypatch, tmp_path):
+    """No network to the Hugging Face hub, as on an offline machine: its
+    endpoint refuses connections, its cache is empty (returned), and
+    HF_HUB_OFFLINE is not set. Nothing is downloaded, with or without
+    network."""
+    from huggingface_hub import constants
+
+    from mvp_mm.utils import hub
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        port = probe.getsockname()[1]  # closed again: connections refused
+    monkeypatch.setattr(constants, 'ENDPOINT', f'http://127.0.0.1:{port}')
+    monkeypatch.setattr(constants, 'HF_HUB_OFFLINE', False)
+    monkeypatch.setattr(constants, 'HF_HUB_CACHE', str(tmp_path / 'hub'))
+    for name in ('HF_HUB_OFFLINE', 'TRANSFORMERS_OFFLINE'):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(hub, '_PROBES', {})
+    return tmp_path / 'hub'
+
+
+@pytest.fixture
+def logged_warnings():
+    """The warnings logged through mmengine's current logger in the test
+    (``LogRecord`` list)."""
+    records = []
+    handler = logging.Handler(level=logging.WARNING)
+    handler.emit = records.append
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)

@@ -147,3 +147,23 @@ def test_visualize_attention_tool_writes_side_by_side_png(mvp_files,
               for i in range(3)]
     assert panels[1].std() > 10  # not blank
     assert np.abs(panels[1] - panels[0]).mean() > 10  # a heat map on top
+
+
+@pytest.mark.parametrize('model, weights, local_file', [
+    ('timm:vit_base_patch16_224.dino', 'pretrained', 'model.safetensors'),
+    ('open_clip:ViT-B-16-quickgelu', 'openai',
+     'open_clip_pytorch_model.bin'),
+])
+def test_compare_model_without_network_names_the_model_and_the_fix(
+        mvp_files, tmp_path, offline_hub, model, weights, local_file):
+    config, checkpoint, _ = mvp_files
+    make_imagenet_folder(str(tmp_path / 'imgs'), 1, 1, 96)
+    image = glob.glob(str(tmp_path / 'imgs' / '*' / '*' / '*.JPEG'))[0]
+    with pytest.raises(RuntimeError) as error:
+        run_tool('analysis/visualize_attention.py', config, checkpoint,
+                 image, '--out', tmp_path / 'out', '--compare', model,
+                 weights)
+    message = str(error.value)
+    assert model.split(':')[1] in message
+    assert 'not in the local cache' in message
+    assert f'--compare {model} /path/to/{local_file}' in message

@@ -6,15 +6,17 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
+from mmengine.runner import Runner
 from PIL import Image
 
 from mmpretrain.models import SelfSupDataPreprocessor
 from mmpretrain.registry import MODELS
-from mvp_mm.analysis.zero_shot import (ade20k_loader, imagenet_class_names,
+from mvp_mm.analysis.zero_shot import (ade20k_loader, build_text_model,
+                                       imagenet_class_names,
                                        imagenet_loader, mvp_token_encoders,
                                        zero_shot_classification,
                                        zero_shot_segmentation)
-from tiny import IMG, run_tool, tiny_pretrain_cfg
+from tiny import IMG, REPO, run_tool, tiny_pretrain_cfg
 
 COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]  # class c: channel c
 # A tiny CLIP whose text tower takes open_clip's real tokenizer output.
@@ -136,6 +138,17 @@ def test_zero_shot_needs_a_clip_teacher(tmp_path):
         mvp_token_encoders(MODELS.build(cfg.model))
 
 
+@pytest.mark.parametrize('features,target_norm', [('ln_post', 'none'),
+                                                  ('projected', 'layer_norm')])
+def test_zero_shot_needs_clip_multimodal_targets(tmp_path, features,
+                                                 target_norm):
+    cfg = tiny_pretrain_cfg(str(tmp_path), str(tmp_path))
+    cfg.model.target_generator.update(features=features,
+                                      target_norm=target_norm)
+    with pytest.raises(ValueError, match="features='projected'"):
+        mvp_token_encoders(MODELS.build(cfg.model))
+
+
 def test_zero_shot_tool_compares_mvp_and_clip(tmp_path):
     write_colour_imagenet(str(tmp_path / 'val'))
     write_colour_ade20k(str(tmp_path / 'ade'))
@@ -160,3 +173,36 @@ def test_zero_shot_tool_compares_mvp_and_clip(tmp_path):
         assert 0.0 <= results['imagenet'][encoder]['top1'] <= 100.0
         assert 0.0 <= results['ade20k'][encoder]['aAcc'] <= 100.0
         assert 0.0 <= results['ade20k'][encoder]['mIoU'] <= 100.0
+
+
+def test_zero_shot_tool_runs_offline_on_a_demo_checkpoint(tmp_path,
+                                                          offline_hub):
+    """The demo config without network or cached CLIP weights: the teacher
+    and the text tower both fall back to the seed-0 random CLIP, and the
+    tool runs on a checkpoint trained that way."""
+    data = tmp_path / 'data'
+    write_colour_imagenet(str(data / 'train'))
+    names = tmp_path / 'names.txt'
+    names.write_text('red\ngreen\nblue\n')
+    demo = osp.join(REPO, 'configs', 'pretrain', 'mvp_vit-tiny-p16_6e_demo.py')
+    cfg = tiny_pretrain_cfg(str(data), str(tmp_path / 'work'), config=demo,
+                            max_iters=2, clip_pretrained='openai')
+    cfg.model.target_generator.model_overrides = TINY_CLIP_WITH_TEXT
+    assert cfg.model.target_generator.fallback_to_random
+    config = str(tmp_path / 'tiny_demo.py')
+    cfg.dump(config)
+    Runner.from_cfg(cfg).train()
+    out = str(tmp_path / 'zero_shot.json')
+    run_tool('analysis/zero_shot.py', config,
+             str(tmp_path / 'work' / 'iter_2.pth'),
+             '--imagenet', data / 'train', '--class-names', names,
+             '--templates', 'simple', '--num-workers', 0, '--out', out)
+    with open(out) as f:
+        results = json.load(f)
+    assert set(results['imagenet']) == {'mvp', 'clip'}
+    # One random CLIP: the text tower's image side is the teacher.
+    teacher = MODELS.build(cfg.model.target_generator).teacher
+    text_model = build_text_model(cfg.model.target_generator)
+    for name in ('conv1.weight', 'proj', 'positional_embedding'):
+        torch.testing.assert_close(teacher.state_dict()[name],
+                                   text_model.visual.state_dict()[name])

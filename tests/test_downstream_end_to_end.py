@@ -16,14 +16,12 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 from tiny import REPO
 from tiny_downstream import (CLS_FINETUNE, CLS_LINEAR, SEG_CROP, SEG_UPERNET,
+                             assert_backbone_is_pretrained,
                              tiny_classification_cfg, tiny_mvp_pretrain_cfg,
                              tiny_segmentation_cfg)
 
 import mmseg
-from mvp_mm.models.downstream import resize_relative_position_table
 from mvp_mm.utils import make_ade20k_folder, make_imagenet_folder
-
-SHARED = 'backbone.rel_pos_bias.relative_position_bias_table'
 
 
 @pytest.fixture(scope='module')
@@ -44,25 +42,6 @@ def pretrained(imagenet, tmp_path_factory):
     Runner.from_cfg(tiny_mvp_pretrain_cfg(imagenet, work_dir)).train()
     path = osp.join(work_dir, 'iter_2.pth')
     return path, torch.load(path)['state_dict']
-
-
-def _assert_is_pretrained(backbone_state: dict, pretrain_state: dict,
-                          window=None, fresh=()):
-    """Every backbone tensor is the pre-trained one (tables: the shared one,
-    resized to ``window`` if given)."""
-    shared = pretrain_state[SHARED]
-    if window is not None:
-        shared = resize_relative_position_table(shared, window)
-    checked = 0
-    for key, value in backbone_state.items():
-        key = key[len('backbone.'):] if key.startswith('backbone.') else key
-        if key.endswith('relative_position_index') or key in fresh:
-            continue
-        want = shared if key.endswith('relative_position_bias_table') \
-            else pretrain_state['backbone.' + key]
-        assert torch.equal(value, want), key
-        checked += 1
-    assert checked > 60  # 4 layers x 16 tensors + stem
 
 
 def _backbone(state: dict) -> dict:
@@ -104,7 +83,7 @@ def test_fine_tune_from_pretraining_then_top1(imagenet, pretrained, tmp_path,
     start = _RecordBackboneAtStart()
     runner.register_hook(start)
     runner.train()
-    _assert_is_pretrained(start.state, pretrain_state,
+    assert_backbone_is_pretrained(start.state, pretrain_state,
                           fresh=('ln2.weight', 'ln2.bias'))
     trained = runner.model.backbone.state_dict()
     assert not torch.equal(trained['layers.3.attn.qkv.weight'],
@@ -128,7 +107,7 @@ def test_linear_probing_keeps_the_pretrained_backbone(imagenet, pretrained,
     runner = Runner.from_cfg(cfg)
     head_before = runner.model.head.layers.head.weight.detach().clone()
     runner.train()
-    _assert_is_pretrained(runner.model.backbone.state_dict(), pretrain_state)
+    assert_backbone_is_pretrained(runner.model.backbone.state_dict(), pretrain_state)
     assert not torch.equal(runner.model.head.layers.head.weight, head_before)
     assert 'val/accuracy/top1' in runner.message_hub.log_scalars
 
@@ -164,7 +143,7 @@ def test_upernet_on_ade20k_then_miou(pretrained, seg_config, tmp_path,
     checkpoint = osp.join(work_dir, 'iter_2.pth')
     state = torch.load(checkpoint)['state_dict']
     window = (SEG_CROP // 16, SEG_CROP // 16)
-    _assert_is_pretrained(_backbone(state), pretrain_state, window)
+    assert_backbone_is_pretrained(_backbone(state), pretrain_state, window)
     assert any(k.startswith('decode_head.') for k in state)
 
     metrics = _metrics_from_test_tool(seg_config, checkpoint, tmp_path,
@@ -185,4 +164,4 @@ def test_config_runs_under_mmseg_own_train_tool(pretrained, seg_config,
     assert result.returncode == 0, result.stderr[-3000:]
     state = torch.load(osp.join(work_dir, 'iter_2.pth'))['state_dict']
     window = (SEG_CROP // 16, SEG_CROP // 16)
-    _assert_is_pretrained(_backbone(state), pretrain_state, window)
+    assert_backbone_is_pretrained(_backbone(state), pretrain_state, window)

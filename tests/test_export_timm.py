@@ -1,5 +1,7 @@
 """tools/export_timm.py: an MVP backbone as timm's BEiT, same features."""
 import json
+import os
+import stat
 
 import pytest
 import timm
@@ -35,7 +37,12 @@ def test_exported_backbone_gives_the_same_features_in_timm(tmp_path):
     state['head.fc.weight'] = torch.zeros(16, 32)  # ignored, not backbone
     torch.save(dict(meta=dict(), state_dict=state), checkpoint)
     out = str(tmp_path / 'mvp_tiny.safetensors')
-    run_tool('export_timm.py', checkpoint, out)
+    umask = os.umask(0o022)
+    try:
+        run_tool('export_timm.py', checkpoint, out)
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o644  # like other files
 
     with safe_open(out, 'pt') as f:
         meta = f.metadata()

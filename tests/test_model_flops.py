@@ -33,18 +33,20 @@ def _tiny_mvp(config=PRETRAIN_CFG):
     return MODELS.build(model_cfg)
 
 
-def test_model_flops_equal_counted_flops_of_plain_forwards():
-    model = _tiny_mvp()
+@pytest.mark.parametrize('config', [
+    PRETRAIN_CFG,
+    osp.join(REPO, 'configs', 'pretrain', 'fd-clip_vit-b16_300e_in1k.py')
+], ids=['mvp', 'fd-clip (targets not projected)'])
+def test_model_flops_equal_counted_flops_of_plain_forwards(config):
+    model = _tiny_mvp(config)
     imgs = torch.randn(BATCH, 3, IMG, IMG)
     # mmpretrain's BEiT student (plain attention), unmasked forward.
     stock = MODELS.build(dict(TINY_BACKBONE, type='BEiTPretrainViT',
                               arch=TINY_BACKBONE['arch']))
     student = _counted(lambda: stock(imgs, None))
     # The CLIP tower in train mode: nn.MultiheadAttention's slow path.
-    tower = copy.deepcopy(model.target_generator.teacher).train()
-    teacher = _counted(
-        lambda: tower.ln_post(tower.transformer(tower._embeds(imgs)))
-        @ tower.proj)
+    model.target_generator.teacher.train()
+    teacher = _counted(lambda: model.target_generator.encode(imgs))
     arch = TINY_BACKBONE['arch']
     tokens = (IMG // 16)**2 + 1
     head = _counted(

@@ -18,7 +18,7 @@ from tiny import tiny_pretrain_cfg
 from mmpretrain.registry import MODELS, TRANSFORMS
 from mmpretrain.structures import DataSample
 from mvp_mm.datasets import check_dataset_folders
-from mvp_mm.engine import (NonFiniteLossHook, StrictCheckpointLoadHook,
+from mvp_mm.engine import (NonFiniteGuardHook, StrictCheckpointLoadHook,
                            check_checkpoint_file, resolve_resume)
 from mvp_mm.utils import make_imagenet_folder
 
@@ -92,16 +92,19 @@ def test_missing_or_empty_data_root(tmp_path, data_root):
     os.makedirs(tmp_path / 'empty' / 'train' / 'n0')
     train.dataset.data_root = str(tmp_path / 'empty')
     with pytest.raises(FileNotFoundError,
-                       match='No images.*data root is empty'):
+                       match='No images.*the folder is empty'):
         check_dataset_folders(train.dataset)
-    # the real config's ImageNet(split='train') layout
+    # the real config's ImageNet(split='train') layout: 1000 class folders
     imagenet = Config.fromfile(
         osp.join(REPO, 'configs', 'pretrain',
                  'mvp_vit-b16_300e_in1k.py')).train_dataloader.dataset
     imagenet.data_root = data_root
-    check_dataset_folders(imagenet)
+    with pytest.raises(ValueError, match='holds 2 class folders'):
+        check_dataset_folders(imagenet)
     imagenet.data_prefix.img_path = 'val/'
-    with pytest.raises(FileNotFoundError, match="'img_path'.*does not exist"):
+    with pytest.raises(FileNotFoundError,
+                       match="Image folder.*data_prefix.*val/' does not "
+                       'exist'):
         check_dataset_folders(imagenet)
 
 
@@ -161,6 +164,7 @@ class _Runner:
         self.iter, self.epoch = iteration, 0
         self.message_hub = MessageHub.get_instance(f'reliability{id(self)}')
         self.logger = MMLogger.get_current_instance()
+        self.hooks = []  # no CheckpointHook: no save is due
         self.optim_wrapper = type('Wrapper', (), {})()
         if loss_scaler is not None:
             self.optim_wrapper.loss_scaler = loss_scaler
@@ -230,14 +234,17 @@ def test_teacher_input_size_differs_from_student(tiny_model_cfg):
 
 
 # ------------------------------------------------------------ training
-def test_non_finite_loss_stops_with_iteration_number():
-    hook = NonFiniteLossHook()
-    runner = _Runner(iteration=2)
-    runner.message_hub.update_info('last_ckpt', 'work/iter_2.pth')
+def test_non_finite_loss_stops_with_iteration_number(tmp_path):
+    hook = NonFiniteGuardHook()
+    runner = _Runner(torch.nn.Linear(2, 2), iteration=2)
+    saved = str(tmp_path / 'iter_2.pth')  # saved after the weight check
+    runner.message_hub.update_info('last_ckpt', saved)
+    hook.before_save_checkpoint(runner, dict(meta=dict(iter=2)))
+    open(saved, 'w').close()
     hook.before_train_iter(runner, 0)
     hook.after_train_iter(runner, 0, outputs=dict(loss=torch.tensor(0.5)))
     with pytest.raises(RuntimeError, match=r'Non-finite loss \(nan\) at '
-                       'iteration 3.*work/iter_2.pth.*--resume'):
+                       f'iteration 3.*{saved}.*--resume'):
         hook.after_train_iter(runner, 0,
                               outputs=dict(loss=torch.tensor(float('nan'))))
 
@@ -253,7 +260,7 @@ class _Scaler:
 
 def test_amp_skips_are_counted_and_persistent_nan_stops():
     scaler = _Scaler()
-    hook = NonFiniteLossHook(amp_patience=3)
+    hook = NonFiniteGuardHook(amp_patience=3)
     runner = _Runner(loss_scaler=scaler)
     nan = dict(loss=torch.tensor(float('inf')))
     for step in range(2):  # the loss scaler skips these steps

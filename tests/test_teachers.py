@@ -6,6 +6,7 @@ import os.path as osp
 import pytest
 import timm
 import torch
+import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.runner import Runner
 from safetensors.torch import save_file
@@ -44,6 +45,12 @@ def test_timm_teacher_gives_cls_and_patch_features_in_its_own_norm():
     assert out.shape == (2, 1 + (IMG // 16)**2, 24)
     expected = teacher.teacher.forward_features(dino_input)
     torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
+    # MaskDistill / FD's normalisation of the same tokens
+    normed = tiny_timm_teacher(target_norm='layer_norm')
+    normed.set_input_normalization(student_mean, student_std)
+    torch.testing.assert_close(normed(student_input),
+                               F.layer_norm(expected, (24, )),
+                               atol=1e-4, rtol=1e-4)
 
 
 def test_timm_teacher_is_frozen_like_the_clip_one():

@@ -52,16 +52,20 @@ def tiny_pretrain_cfg(data_root: str,
                       batch_size: int = 4,
                       clip_pretrained=None) -> Config:
     """Any pretrain config, shrunk: tiny student and teacher, generated
-    ImageNet-format data under ``data_root/train``, iteration-based loop."""
+    ImageNet-format data under ``data_root/train``, iteration-based loop.
+    The data are masked iff the config's training pipeline masks."""
     cfg = Config.fromfile(config)
     teacher = tiny_teacher(cfg.model.target_generator.type, clip_pretrained)
+    masks = [tiny_mask()] if any(
+        step.type == 'BlockwiseMaskGenerator'
+        for step in cfg.train_dataloader.dataset.pipeline) else []
     pipeline = [
         dict(type='ApplySampleSeed'),
         dict(type='CheckedLoadImageFromFile', on_error='raise'),
         dict(type='RandomResizedCrop', scale=IMG,
              crop_ratio_range=(0.5, 1.0), backend='pillow'),
         dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-        tiny_mask(),
+        *masks,
         dict(type='PackInputs')
     ]
     cfg.merge_from_dict(copy.deepcopy(dict(
@@ -81,7 +85,7 @@ def tiny_pretrain_cfg(data_root: str,
                          pipeline=[
                              dict(type='LoadImageFromFile'),
                              dict(type='CenterCrop', crop_size=IMG),
-                             tiny_mask(),
+                             *masks,
                              dict(type='PackInputs')
                          ])),
         optim_wrapper=dict(type='OptimWrapper'),

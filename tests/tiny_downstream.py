@@ -4,8 +4,11 @@ ViT on generated data."""
 import copy
 import os.path as osp
 
+import torch
 from mmengine.config import Config
-from tiny import IMG, REPO, tiny_pretrain_cfg
+from tiny import IMG, PRETRAIN_CFG, REPO, tiny_pretrain_cfg
+
+from mvp_mm.models.downstream import resize_relative_position_table
 
 CLS_DIR = osp.join(REPO, 'configs', 'classification')
 SEG_DIR = osp.join(REPO, 'configs', 'segmentation')
@@ -20,12 +23,37 @@ HEADS = 2
 SEG_CROP = 2 * IMG  # 8 x 8 window vs 4 x 4 in pre-training: tables resized
 
 
+SHARED_TABLE = 'backbone.rel_pos_bias.relative_position_bias_table'
+
+
 def tiny_mvp_pretrain_cfg(data_root: str, work_dir: str,
-                          max_iters: int = 2) -> Config:
+                          max_iters: int = 2,
+                          config: str = PRETRAIN_CFG) -> Config:
     """tests/tiny.py's pre-training config with 4 student layers."""
-    cfg = tiny_pretrain_cfg(data_root, work_dir, max_iters=max_iters)
+    cfg = tiny_pretrain_cfg(data_root, work_dir, config=config,
+                            max_iters=max_iters)
     cfg.model.backbone.arch.num_layers = NUM_LAYERS
     return cfg
+
+
+def assert_backbone_is_pretrained(backbone_state: dict, pretrain_state: dict,
+                                  window=None, fresh=()) -> None:
+    """Every downstream backbone tensor is the pre-trained one (relative
+    position tables: the shared one, resized to ``window`` if given), except
+    the ``fresh`` keys."""
+    shared = pretrain_state[SHARED_TABLE]
+    if window is not None:
+        shared = resize_relative_position_table(shared, window)
+    checked = 0
+    for key, value in backbone_state.items():
+        key = key[len('backbone.'):] if key.startswith('backbone.') else key
+        if key.endswith('relative_position_index') or key in fresh:
+            continue
+        want = shared if key.endswith('relative_position_bias_table') \
+            else pretrain_state['backbone.' + key]
+        assert torch.equal(value, want), key
+        checked += 1
+    assert checked > 60  # 4 layers x 16 tensors + stem
 
 
 def _runtime(work_dir: str, max_iters: int) -> dict:

@@ -16,6 +16,7 @@ arguments; the tool loads the result into that timm model (strict) before
 writing it, so a file it writes always loads.
 """
 import argparse
+import os
 
 import timm
 from mmengine.logging import print_log
@@ -33,6 +34,14 @@ def parse_args():
     return parser.parse_args()
 
 
+def give_default_mode(path: str) -> None:
+    """safetensors creates its file with mode 0600; give it the mode any
+    other new file gets: 0666 less the umask (0644 under umask 022)."""
+    umask = os.umask(0)  # reading the umask means setting it: restore it
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def main():
     args = parse_args()
     state_dict, name, kwargs = mmpretrain_beit_to_timm(
@@ -41,6 +50,7 @@ def main():
     model.load_state_dict(state_dict, strict=True)  # raises on any mismatch
     save_file({k: v.contiguous() for k, v in state_dict.items()}, args.out,
               metadata=timm_metadata(name, kwargs))
+    give_default_mode(args.out)
     call_args = ', '.join(f'{k}={v!r}' for k, v in kwargs.items())
     print_log(
         f'Wrote {len(state_dict)} tensors to {args.out}. Load with '

@@ -16,6 +16,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import mvp_mm  # noqa: F401  (compatibility layers + registration)
+from mvp_mm.datasets import check_dataloader_data
 
 
 def parse_args():
@@ -57,6 +58,9 @@ def main():
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         './work_dirs', osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
+    # A clear error for missing data before the model (and its teacher) is
+    # built.
+    check_dataloader_data(cfg, ('test', ))
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
     if args.out:

@@ -17,7 +17,7 @@ from mmengine.runner import Runner
 from mmengine.utils import digit_version
 
 import mvp_mm  # noqa: F401  (compatibility layers + registration)
-from mvp_mm.datasets import check_dataset_folders
+from mvp_mm.datasets import check_dataloader_data
 from mvp_mm.engine import resolve_resume
 
 
@@ -141,9 +141,12 @@ def main():
     cfg = merge_args(Config.fromfile(args.config), args)
     amp_fallback_on_cpu(cfg)
     # Clear errors before anything is built: a resume checkpoint that is
-    # missing or truncated, a data root that is missing or empty.
+    # missing or truncated, train (and val) data that is missing or not laid
+    # out as the dataset type reads it.
     resolve_resume(cfg)
-    check_dataset_folders(cfg.train_dataloader.dataset)
+    validates = all(cfg.get(key) is not None for key in (
+        'val_dataloader', 'val_cfg', 'val_evaluator'))
+    check_dataloader_data(cfg, ('train', 'val') if validates else ('train', ))
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg \
         else RUNNERS.build(cfg)
     if cfg.get('compile'):

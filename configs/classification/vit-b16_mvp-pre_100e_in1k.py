@@ -49,6 +49,11 @@ optim_wrapper = dict(
                    betas=(0.9, 0.999)),
     paramwise_cfg=dict(layer_decay_rate=0.65))
 auto_scale_lr = dict(base_batch_size=1024)
+# A NaN/Inf loss stops the run, and so do NaN/Inf or exploded weights before
+# a checkpoint is saved; a --resume / load_from file with NaN/Inf is refused.
+# BEiT fine-tunes without gradient clipping, so no gradient norm is computed
+# to check (AMP: steps with non-finite gradients are skipped and counted).
+custom_hooks = [dict(type='NonFiniteGuardHook')]
 
 # §4.1: "a cosine decay learning rate scheduler is applied. We fine-tune the
 # ViT-B/16 last for 100 epochs with 20 warm-up epochs". Linear warm-up from

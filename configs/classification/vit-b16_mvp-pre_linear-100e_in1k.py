@@ -32,6 +32,10 @@ model = dict(
             prefix='backbone.')))
 
 auto_scale_lr = dict(base_batch_size=16384)  # MAE: 8 GPUs x 2048
+# A NaN/Inf loss stops the run, and so do NaN/Inf or exploded weights before
+# a checkpoint is saved; a --resume / load_from file with NaN/Inf is refused.
+# No gradient clipping (MAE's recipe), so no gradient norm is checked.
+custom_hooks = [dict(type='NonFiniteGuardHook')]
 max_epochs = 100
 warmup_epochs = 10
 param_scheduler = [

@@ -160,14 +160,17 @@ param_scheduler = [
 ]
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
 # Checkpoints are written atomically (a killed save never becomes the one
-# --resume picks); model randomness is re-seeded per iteration; a NaN loss
-# stops the run; a mismatched --resume checkpoint is an error.
+# --resume picks); model randomness is re-seeded per iteration; a NaN/Inf
+# loss or gradient norm stops the run, and so do NaN/Inf or exploded weights
+# before a save (AMP: steps with non-finite gradients are skipped and
+# counted); a --resume checkpoint that does not match the model, or holds
+# NaN/Inf, is an error.
 default_hooks = dict(
     checkpoint=dict(type='AtomicCheckpointHook', interval=1,
                     max_keep_ckpts=3))
 custom_hooks = [
     dict(type='IterationSeedHook'),
-    dict(type='NonFiniteLossHook'),
+    dict(type='NonFiniteGuardHook'),
     dict(type='StrictCheckpointLoadHook'),
 ]
 randomness = dict(seed=0, diff_rank_seed=True)

@@ -63,3 +63,10 @@ optim_wrapper = dict(
 train_dataloader = dict(batch_size=2)
 # On another total batch, `--auto-scale-lr` rescales the lr linearly.
 auto_scale_lr = dict(enable=False, base_batch_size=16)
+
+# A NaN/Inf loss stops the run, and so do NaN/Inf or exploded weights before
+# a checkpoint is saved; a --resume / load_from file with NaN/Inf is refused.
+# BEiT trains UperNet without gradient clipping, so no gradient norm is
+# checked (AMP: steps with non-finite gradients are skipped and counted).
+# The hook lives in mmpretrain's registry, hence the scope prefix.
+custom_hooks = [dict(type='mmpretrain.NonFiniteGuardHook')]

@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
 import numpy as np
-import open_clip
-import timm
 import torch
 from mmengine.config import Config
 from mmengine.logging import MMLogger
@@ -18,6 +16,8 @@ from PIL import Image
 from torch import nn
 
 from mmpretrain.registry import MODELS
+from ..models.pretrained_models import (build_open_clip_model,
+                                        build_timm_model)
 from .checkpoint import load_state_dict
 
 NO_WEIGHTS = 'none'  # checkpoint value that asks for a random init
@@ -141,16 +141,16 @@ def from_timm(model_name: str,
             weight file, or ``'none'``. Defaults to ``'pretrained'``.
         model_kwargs (dict, optional): Extra ``timm.create_model`` kwargs.
     """
-    kwargs = dict(model_kwargs or {}, num_classes=0)
     name = model_name
     if checkpoint == NO_WEIGHTS:
         name = _random_init(model_name)
-    elif checkpoint != 'pretrained':
-        if not osp.isfile(checkpoint):
-            raise FileNotFoundError(f'{checkpoint!r} does not exist.')
-        kwargs['pretrained_cfg_overlay'] = dict(file=checkpoint)
-    model = timm.create_model(
-        model_name, pretrained=checkpoint != NO_WEIGHTS, **kwargs).eval()
+    pretrained = {NO_WEIGHTS: None, 'pretrained': True}.get(checkpoint,
+                                                            checkpoint)
+    model = build_timm_model(
+        model_name, pretrained, what='timm',
+        fix=f'pass that file instead of {checkpoint!r} (e.g. --compare '
+        f'timm:{model_name} /path/to/{{file}})',
+        **dict(model_kwargs or {}, num_classes=0)).eval()
     cfg = model.pretrained_cfg
     return ViTSubject(
         name=name,
@@ -179,8 +179,11 @@ def from_open_clip(model_name: str,
     if checkpoint == NO_WEIGHTS:
         name = _random_init(model_name)
     pretrained = None if checkpoint == NO_WEIGHTS else checkpoint
-    visual = open_clip.create_model(model_name, pretrained=pretrained,
-                                    **(model_overrides or {})).visual.eval()
+    visual = build_open_clip_model(
+        model_name, pretrained, what='open_clip',
+        fix=f'pass that file instead of {checkpoint!r} (e.g. --compare '
+        f'open_clip:{model_name} /path/to/{{file}})',
+        overrides=model_overrides).visual.eval()
     return ViTSubject(
         name=name,
         model=visual,

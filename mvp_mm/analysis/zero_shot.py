@@ -32,6 +32,7 @@ from mmseg.datasets import ADE20KDataset
 from mmseg.datasets.transforms import LoadAnnotations, PackSegInputs
 from mmseg.evaluation import IoUMetric
 from ..models import CLIPTargetGenerator
+from ..models.pretrained_models import build_open_clip_model
 
 TokenEncoder = Callable[[torch.Tensor], torch.Tensor]
 ADE20K_CLASSES = ADE20KDataset.METAINFO['classes']  # 150 names, label order
@@ -52,6 +53,14 @@ def mvp_token_encoders(model: nn.Module) -> Dict[str, TokenEncoder]:
             'Zero-shot probes need a CLIP teacher (CLIPTargetGenerator): the '
             f'teacher here is {type(model.target_generator).__name__}, whose '
             'space has no text tower.')
+    teacher = model.target_generator
+    if teacher.features != 'projected' or teacher.target_norm != 'none':
+        raise ValueError(
+            'Zero-shot probes need targets in CLIP\'s multimodal space; this '
+            f"model was trained on features={teacher.features!r}, "
+            f'target_norm={teacher.target_norm!r} (a CLIP-guided variant, '
+            "docs/clip_guided_mim.md). Only features='projected', "
+            "target_norm='none' (MVP) can be read by the text tower.")
 
     def mvp(images: torch.Tensor) -> torch.Tensor:
         return model.head(model.extract_feat(images)[0])  # [B, 1 + M, D]
@@ -62,21 +71,30 @@ def mvp_token_encoders(model: nn.Module) -> Dict[str, TokenEncoder]:
 def build_text_model(target_generator: dict) -> nn.Module:
     """The full CLIP (for its text tower) that matches the teacher config.
 
+    Built by the teacher's own rules (:func:`build_open_clip_model`): the
+    same weights; where the teacher config falls back to a random CLIP
+    (``fallback_to_random=True``, the offline demo), the text tower does
+    too, drawn from the same seed as the teacher's.
+
     Args:
         target_generator (dict): The ``CLIPTargetGenerator`` config (its
-            ``model_name``, ``pretrained`` and ``model_overrides``).
+            ``model_name``, ``pretrained``, ``fallback_to_random``,
+            ``model_overrides`` and ``cache_dir``).
     """
     pretrained = target_generator.get('pretrained', 'openai')
     if pretrained is None:
         MMLogger.get_current_instance().warning(
             '!!! The CLIP text tower is RANDOMLY INITIALISED (pretrained=None)'
             ': zero-shot numbers are meaningless. Use for tests only.')
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = open_clip.create_model(
-            target_generator.get('model_name', 'ViT-B-16-quickgelu'),
-            pretrained=pretrained,
-            **(target_generator.get('model_overrides') or {}))
+    model = build_open_clip_model(
+        target_generator.get('model_name', 'ViT-B-16-quickgelu'),
+        pretrained,
+        what='CLIP text tower',
+        fix='pass --cfg-options '
+        'model.target_generator.pretrained=/path/to/{file}',
+        fallback_to_random=target_generator.get('fallback_to_random', False),
+        overrides=target_generator.get('model_overrides'),
+        cache_dir=target_generator.get('cache_dir'))
     return model.eval()
 
 

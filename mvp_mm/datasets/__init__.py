@@ -1,4 +1,4 @@
-from .data_root_check import check_dataset_folders
+from .data_root_check import check_dataloader_data, check_dataset_folders
 from .samplers import SeededIndex, SeededSampler
 from .transforms import (ApplySampleSeed, BlockwiseMaskGenerator,
                          CheckedLoadImageFromFile, RandomResizedCropFromFile)
@@ -6,5 +6,5 @@ from .transforms import (ApplySampleSeed, BlockwiseMaskGenerator,
 __all__ = [
     'ApplySampleSeed', 'BlockwiseMaskGenerator', 'CheckedLoadImageFromFile',
     'RandomResizedCropFromFile', 'SeededIndex', 'SeededSampler',
-    'check_dataset_folders'
+    'check_dataloader_data', 'check_dataset_folders'
 ]

@@ -1,11 +1,11 @@
 from .hooks import (AtomicCheckpointHook, IterationSeedHook,
-                    MVPAlignmentHook, NonFiniteLossHook,
+                    MVPAlignmentHook, NonFiniteGuardHook,
                     StrictCheckpointLoadHook)
 from .resume import (check_checkpoint_file, find_resume_checkpoint,
                      resolve_resume)
 
 __all__ = [
     'AtomicCheckpointHook', 'IterationSeedHook', 'MVPAlignmentHook',
-    'NonFiniteLossHook', 'StrictCheckpointLoadHook', 'check_checkpoint_file',
+    'NonFiniteGuardHook', 'StrictCheckpointLoadHook', 'check_checkpoint_file',
     'find_resume_checkpoint', 'resolve_resume'
 ]

@@ -15,7 +15,8 @@ class MVPAlignmentMetric(BaseMetric):
     cosine (Eq. 9), so on held-out images it is the direct measure of a
     pre-training checkpoint: ``cls`` (global), ``masked`` (patches the
     student did not see) and ``visible`` patches, each averaged over images.
-    Reads the ``alignment`` field that ``MVP.predict`` attaches.
+    Reads the ``alignment`` field that ``MVP.predict`` attaches (it has no
+    ``masked`` when the pipeline masks nothing, as for Feature Distillation).
 
     Args:
         collect_device (str): ``'cpu'`` or ``'gpu'``. Defaults to ``'cpu'``.
@@ -31,5 +32,5 @@ class MVPAlignmentMetric(BaseMetric):
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
         return {
             key: torch.tensor([r[key] for r in results]).mean().item()
-            for key in ('cls', 'masked', 'visible')
+            for key in ('cls', 'masked', 'visible') if key in results[0]
         }

@@ -1,9 +1,6 @@
 """The frozen CLIP vision tower that produces MVP's targets (Eq. 7)."""
-import os
-import os.path as osp
 from typing import Optional
 
-import open_clip
 import torch
 from mmengine.logging import MMLogger
 from torch import nn
@@ -11,11 +8,11 @@ from torch import nn
 from mmpretrain.registry import MODELS
 
 from .frozen_teacher import FrozenTeacher
+from .pretrained_models import build_open_clip_model
 from .quick_gelu_folding import fold_quick_gelu
 
-def _looks_like_path(pretrained: str) -> bool:
-    return (os.sep in pretrained or pretrained.startswith('.')
-            or pretrained.endswith(('.pt', '.pth', '.bin', '.safetensors')))
+# Which per-token CLIP feature is the target, from the tower's end backwards.
+FEATURES = ('projected', 'ln_post', 'last_block')
 
 
 @MODELS.register_module()
@@ -27,6 +24,13 @@ class CLIPTargetGenerator(FrozenTeacher):
     token (CLS and the M patches) it returns CLIP's feature in the
     multimodal space, i.e. ``ln_post(token) @ proj``. For the CLS token this
     is exactly ``open_clip``'s ``encode_image``.
+
+    ``features`` picks an earlier point of the same tower for the methods
+    that followed MVP (``docs/clip_guided_mim.md``): ``'ln_post'``, the
+    width-``W`` tokens after the final LayerNorm, before the projection
+    (Feature Distillation's official code: ``encode_image_featuremap`` then
+    ``ln_post``); ``'last_block'``, the raw output of the last residual
+    block. ``target_norm`` (see :class:`FrozenTeacher`) is applied after.
 
     The tower is built with open_clip. It receives the *student's* input
     and re-normalises it to CLIP's own mean/std. See :class:`FrozenTeacher`
@@ -47,6 +51,11 @@ class CLIPTargetGenerator(FrozenTeacher):
             Defaults to False.
         model_overrides (dict, optional): Keys that replace those of the
             open_clip model config (e.g. a tiny ``vision_cfg`` for tests).
+        features (str): ``'projected'`` (Eq. 7, ``output_dim`` wide),
+            ``'ln_post'`` or ``'last_block'`` (both ``width`` wide).
+            Defaults to ``'projected'``.
+        target_norm (str): ``'none'`` or ``'layer_norm'`` (see
+            :class:`FrozenTeacher`). Defaults to ``'none'``.
         bf16_on_gpu (bool): Run the tower in bfloat16 autocast on CUDA.
             Defaults to True.
         cache_dir (str, optional): open_clip's download cache directory.
@@ -58,9 +67,15 @@ class CLIPTargetGenerator(FrozenTeacher):
                  pretrained: Optional[str] = 'openai',
                  fallback_to_random: bool = False,
                  model_overrides: Optional[dict] = None,
+                 features: str = 'projected',
+                 target_norm: str = 'none',
                  bf16_on_gpu: bool = True,
                  cache_dir: Optional[str] = None,
                  init_cfg: Optional[dict] = None) -> None:
+        if features not in FEATURES:
+            raise ValueError(
+                f'CLIPTargetGenerator(features={features!r}): use one of '
+                f"{FEATURES} ('projected' is MVP's Eq. 7).")
         visual = self._build_visual(model_name, pretrained,
                                     fallback_to_random, model_overrides or {},
                                     cache_dir)
@@ -70,10 +85,13 @@ class CLIPTargetGenerator(FrozenTeacher):
             teacher_mean=[255 * m for m in visual.image_mean],
             teacher_std=[255 * s for s in visual.image_std],
             bf16_on_gpu=bf16_on_gpu,
+            target_norm=target_norm,
             init_cfg=init_cfg)
         self.model_name = model_name
-        self.out_dims = visual.output_dim
+        self.features = features
         self.embed_dims = visual.transformer.width
+        self.out_dims = visual.output_dim if features == 'projected' \
+            else self.embed_dims
         self.patch_size = visual.patch_size[0]
         self.img_size = visual.image_size[0]
 
@@ -82,63 +100,14 @@ class CLIPTargetGenerator(FrozenTeacher):
                       fallback_to_random: bool, overrides: dict,
                       cache_dir: Optional[str]) -> nn.Module:
         """Build the open_clip model and keep only its vision tower."""
-        logger = MMLogger.get_current_instance()
-        if model_name not in open_clip.list_models():
-            close = [m for m in open_clip.list_models()
-                     if model_name.split('-')[0].lower() in m.lower()][:8]
-            raise ValueError(
-                f'Unknown open_clip model_name {model_name!r}. '
-                f'Similar names: {close}. All: open_clip.list_models().')
-        if pretrained is not None and not osp.isfile(pretrained):
-            if _looks_like_path(pretrained):
-                error = FileNotFoundError(
-                    f'CLIP checkpoint file {pretrained!r} does not exist. '
-                    'Point model.target_generator.pretrained at an existing '
-                    'open_clip/OpenAI checkpoint file, or use a tag such as '
-                    "'openai'.")
-                if not fallback_to_random:
-                    raise error
-                pretrained = None
-                logger.warning(f'!!! {error} Falling back to a RANDOMLY '
-                               'INITIALISED CLIP teacher (demo mode).')
-            else:
-                tags = open_clip.list_pretrained_tags_by_model(model_name)
-                if pretrained not in tags:
-                    raise ValueError(
-                        f'Unknown pretrained tag {pretrained!r} for open_clip '
-                        f'model {model_name!r}. Known tags: {tags}; or pass '
-                        'the path of a local checkpoint file.')
-        visual = None
-        if pretrained is not None:
-            try:
-                visual = open_clip.create_model(
-                    model_name, pretrained=pretrained, cache_dir=cache_dir,
-                    **overrides).visual
-                logger.info(f'CLIP teacher {model_name} loaded with '
-                            f'pretrained={pretrained!r}.')
-            except Exception as exc:  # network, hub, corrupt file
-                if not fallback_to_random:
-                    raise RuntimeError(
-                        f'Could not load CLIP weights {pretrained!r} for '
-                        f'{model_name}: {exc}. Without network access, '
-                        'download the checkpoint elsewhere and set '
-                        'model.target_generator.pretrained=/path/to/file.'
-                    ) from exc
-                logger.warning(
-                    f'!!! Could not load CLIP weights {pretrained!r} '
-                    f'({type(exc).__name__}: {exc}). Falling back to a '
-                    'RANDOMLY INITIALISED CLIP teacher (demo mode): its '
-                    'targets carry no multimodal semantics.')
-        if visual is None:
-            if pretrained is None and not fallback_to_random:
-                logger.warning(
-                    '!!! CLIPTargetGenerator built with pretrained=None: the '
-                    'teacher is RANDOMLY INITIALISED. Use this for tests only.')
-            # The same random teacher on every rank and every run.
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
-                visual = open_clip.create_model(
-                    model_name, pretrained=None, **overrides).visual
+        if pretrained is None and not fallback_to_random:
+            MMLogger.get_current_instance().warning(
+                '!!! CLIPTargetGenerator built with pretrained=None: the '
+                'teacher is RANDOMLY INITIALISED. Use this for tests only.')
+        visual = build_open_clip_model(
+            model_name, pretrained, what='CLIP teacher',
+            fallback_to_random=fallback_to_random, overrides=overrides,
+            cache_dir=cache_dir).visual
         if (getattr(visual, 'attn_pool', None) is not None
                 or getattr(visual, 'pool_type', 'tok') != 'tok'
                 or getattr(visual, 'final_ln_after_pool', False)
@@ -150,18 +119,22 @@ class CLIPTargetGenerator(FrozenTeacher):
         return visual
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """CLIP features of every token in the multimodal space.
+        """CLIP features of every token (by default in the multimodal space).
 
         Args:
             x (torch.Tensor): Images normalised as told by
                 :meth:`set_input_normalization`, ``[B, 3, H, W]``.
 
         Returns:
-            torch.Tensor: ``[B, 1 + M, D]``; index 0 is CLS.
+            torch.Tensor: ``[B, 1 + M, out_dims]``; index 0 is CLS.
         """
         visual = self.teacher
         x = self.normalize(x)  # CLIP's own mean/std
         x = visual._embeds(x)  # [B, 1 + M, W]
         x = visual.transformer(x)
+        if self.features == 'last_block':
+            return x
         x = visual.ln_post(x)
+        if self.features == 'ln_post':
+            return x
         return x @ visual.proj  # [B, 1 + M, D]

@@ -2,12 +2,14 @@
 from typing import Optional, Sequence
 
 import torch
+import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch import nn
 
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
+TARGET_NORMS = ('none', 'layer_norm')
 
 
 class FrozenTeacher(BaseModule):
@@ -32,12 +34,23 @@ class FrozenTeacher(BaseModule):
     (:class:`MVP` passes in the data preprocessor's statistics through
     :meth:`set_input_normalization`; ImageNet's until then).
 
+    ``target_norm='layer_norm'`` normalises every target token to zero mean
+    and unit variance over its channels, with no affine parameters
+    (``F.layer_norm(t, t.shape[-1:])``, eps 1e-5): MaskDistill's
+    "normalized" teacher features and Feature Distillation's "feature
+    whitening", which its official code implements as exactly this,
+    ``nn.LayerNorm(embed_dim, elementwise_affine=False)``
+    (https://github.com/SwinTransformer/Feature-Distillation,
+    ``models/feature_distillation.py`` lines 128 and 162).
+
     Args:
         teacher (nn.Module): The network to freeze.
         teacher_mean (Sequence[float]): The RGB mean the teacher was trained
             with, 0-255 scale.
         teacher_std (Sequence[float]): Its RGB std, 0-255 scale.
         bf16_on_gpu (bool): Autocast to bfloat16 on CUDA. Defaults to True.
+        target_norm (str): ``'none'`` (MVP, Eq. 7) or ``'layer_norm'``
+            (non-affine, per token). Defaults to ``'none'``.
         init_cfg (dict, optional): Unused, kept for the OpenMMLab interface.
     """
 
@@ -46,8 +59,15 @@ class FrozenTeacher(BaseModule):
                  teacher_mean: Sequence[float],
                  teacher_std: Sequence[float],
                  bf16_on_gpu: bool = True,
+                 target_norm: str = 'none',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        if target_norm not in TARGET_NORMS:
+            raise ValueError(
+                f'target_norm={target_norm!r}: use one of {TARGET_NORMS} '
+                "('layer_norm' is Feature Distillation's \"whitening\" and "
+                "MaskDistill's normalisation).")
+        self.target_norm = target_norm
         teacher.eval().requires_grad_(False)
         object.__setattr__(self, 'teacher', teacher)  # not registered
         self.bf16_on_gpu = bf16_on_gpu
@@ -102,8 +122,12 @@ class FrozenTeacher(BaseModule):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Teacher targets, float32, ``[B, 1 + M, D]`` (CLS first)."""
+        """Teacher targets, float32, ``[B, 1 + M, D]`` (CLS first), after
+        ``target_norm``."""
         with torch.autocast(
                 'cuda', dtype=torch.bfloat16,
                 enabled=self.bf16_on_gpu and x.is_cuda):
-            return self.encode(x).float()
+            targets = self.encode(x).float()
+        if self.target_norm == 'layer_norm':
+            targets = F.layer_norm(targets, targets.shape[-1:])
+        return targets

@@ -20,6 +20,12 @@ class MVP(BaseSelfSupervisor):
     teacher (CLIP's vision tower, :class:`CLIPTargetGenerator`) that sees the
     unmasked image; Eq. 9 aligns them token by token.
 
+    The same class runs MVP's CLIP-guided relatives (MaskDistill, Feature
+    Distillation; ``docs/clip_guided_mim.md``) through options of the
+    teacher (``features``, ``target_norm``) and the loss (``patches``,
+    ``cls``, ``criterion``). A pipeline with no mask generator (no ``mask``
+    in the data samples) shows the student whole images.
+
     ``MVP`` wires the parts together so that they cannot disagree: the head's
     ``in_channels`` / ``out_channels`` are filled from the backbone and the
     teacher when left out, the teacher is told the data preprocessor's
@@ -101,24 +107,48 @@ class MVP(BaseSelfSupervisor):
                 'backbone.img_size equal the teacher input size (CLIP: '
                 'target_generator.model_overrides.vision_cfg.image_size).')
 
-    def _check_inputs(self, imgs: torch.Tensor, mask: torch.Tensor) -> None:
+    def _check_inputs(self, imgs: torch.Tensor,
+                      mask: Optional[torch.Tensor]) -> None:
         size = tuple(getattr(self.backbone, 'img_size', imgs.shape[-2:]))
         grid = tuple(self.backbone.patch_resolution)
-        if tuple(imgs.shape[-2:]) != size or tuple(mask.shape[-2:]) != grid:
+        mask_grid = grid if mask is None else tuple(mask.shape[-2:])
+        if tuple(imgs.shape[-2:]) != size or mask_grid != grid:
             raise ValueError(
                 f'MVP is built for {size} px images and {grid} masks, but got '
-                f'{tuple(imgs.shape[-2:])} px images and '
-                f'{tuple(mask.shape[-2:])} masks. Make the pipeline crop '
-                '(RandomResizedCrop scale / CenterCrop crop_size) equal '
-                'model.backbone.img_size, and BlockwiseMaskGenerator '
-                'input_size equal img_size // patch_size.')
+                f'{tuple(imgs.shape[-2:])} px images and {mask_grid} masks. '
+                'Make the pipeline crop (RandomResizedCrop scale / CenterCrop '
+                'crop_size) equal model.backbone.img_size, and '
+                'BlockwiseMaskGenerator input_size equal img_size // '
+                'patch_size.')
 
     @staticmethod
     def _images_and_masks(inputs: Union[torch.Tensor, List[torch.Tensor]],
                           data_samples: List[DataSample]):
-        """``[B, 3, H, W]`` images and ``[B, h, w]`` masks, 1 = masked."""
+        """``[B, 3, H, W]`` images and ``[B, h, w]`` masks (1 = masked), or
+        ``None`` when the pipeline has no mask generator (nothing masked, as
+        in Feature Distillation)."""
         imgs = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+        masked = ['mask' in ds for ds in data_samples]
+        if not any(masked):
+            return imgs, None
+        if not all(masked):
+            raise ValueError(
+                f'{masked.count(False)} of {len(masked)} data samples carry no '
+                '`mask`: either every sample is masked (BlockwiseMaskGenerator '
+                'in the pipeline) or none is.')
         return imgs, torch.stack([ds.mask for ds in data_samples])
+
+    def _student_view(self, imgs: torch.Tensor,
+                      mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """Student tokens ``[B, 1 + M, C]``. No mask = nothing masked: an
+        all-zero mask computes the unmasked forward and keeps the mask token
+        in the graph (with a zero gradient), so DDP needs no
+        ``find_unused_parameters``."""
+        if mask is None:
+            mask = imgs.new_zeros(
+                (imgs.size(0), *self.backbone.patch_resolution),
+                dtype=torch.bool)  # [B, h, w], 1 = masked
+        return self.backbone(imgs, mask)[0]
 
     def forward(self,
                 inputs: Union[torch.Tensor, List[torch.Tensor]],
@@ -141,38 +171,43 @@ class MVP(BaseSelfSupervisor):
         Args:
             inputs (torch.Tensor | List[torch.Tensor]): Images
                 ``[B, 3, H, W]`` (or a one-view list of them).
-            data_samples (List[DataSample]): Each holds ``mask`` ``[h, w]``.
+            data_samples (List[DataSample]): Each holds ``mask`` ``[h, w]``,
+                or none does (the student sees the whole image).
 
         Returns:
             Dict[str, torch.Tensor]: ``{'loss': ...}``.
         """
         imgs, mask = self._images_and_masks(inputs, data_samples)
         self._check_inputs(imgs, mask)
-        latent = self.backbone(imgs, mask)[0]  # [B, 1 + M, C]
+        latent = self._student_view(imgs, mask)  # [B, 1 + M, C]
         target = self.target_generator(imgs)  # [B, 1 + M, D], no grad
-        loss = self.head.loss(latent, target, mask.flatten(1))
+        loss = self.head.loss(latent, target,
+                              None if mask is None else mask.flatten(1))
         return dict(loss=loss)
 
     @torch.no_grad()
     def alignment(self, imgs: torch.Tensor,
-                  mask: torch.Tensor) -> Dict[str, torch.Tensor]:
+                  mask: Optional[torch.Tensor]) -> Dict[str, torch.Tensor]:
         """Student-teacher cosine per image: the health check of a run.
 
         Args:
             imgs (torch.Tensor): ``[B, 3, H, W]``, preprocessed.
-            mask (torch.Tensor): ``[B, h, w]``, 1 = masked.
+            mask (torch.Tensor, optional): ``[B, h, w]``, 1 = masked;
+                ``None``: nothing masked.
 
         Returns:
-            Dict[str, torch.Tensor]: ``cls``, ``masked`` and ``visible``
-            mean cosine per image, each ``[B]``.
+            Dict[str, torch.Tensor]: ``cls``, ``masked`` (only with a mask)
+            and ``visible`` mean cosine per image, each ``[B]``.
         """
         self._check_inputs(imgs, mask)
-        latent = self.backbone(imgs, mask)[0]  # [B, 1 + M, C]
+        latent = self._student_view(imgs, mask)  # [B, 1 + M, C]
         pred = self.head(latent).float()  # [B, 1 + M, D]
         target = self.target_generator(imgs)  # [B, 1 + M, D]
         cos = torch.nn.functional.cosine_similarity(pred, target, dim=-1)
-        masked = mask.flatten(1).to(cos.dtype)  # [B, M], 1 = masked
         patches = cos[:, 1:]
+        if mask is None:
+            return dict(cls=cos[:, 0], visible=patches.mean(1))
+        masked = mask.flatten(1).to(cos.dtype)  # [B, M], 1 = masked
         return dict(
             cls=cos[:, 0],
             masked=(patches * masked).sum(1) / masked.sum(1).clamp(min=1),

@@ -1,8 +1,6 @@
 """A frozen vision-only timm ViT as MVP's teacher (the paper's Table 5)."""
-import os.path as osp
 from typing import Optional, Union
 
-import timm
 import torch
 from mmengine.logging import MMLogger
 from torch import nn
@@ -10,6 +8,8 @@ from torch import nn
 from mmpretrain.registry import MODELS
 
 from .frozen_teacher import FrozenTeacher
+from .pretrained_models import build_timm_model
+
 
 @MODELS.register_module()
 class TimmTargetGenerator(FrozenTeacher):
@@ -40,6 +40,8 @@ class TimmTargetGenerator(FrozenTeacher):
         model_kwargs (dict, optional): Extra ``timm.create_model`` keyword
             arguments (e.g. ``img_size`` or a tiny ``embed_dim``/``depth``
             for tests).
+        target_norm (str): ``'none'`` or ``'layer_norm'`` (see
+            :class:`FrozenTeacher`). Defaults to ``'none'``.
         bf16_on_gpu (bool): Run the teacher in bfloat16 autocast on CUDA.
             Defaults to True.
         init_cfg (dict, optional): Unused; the weights come from timm.
@@ -49,6 +51,7 @@ class TimmTargetGenerator(FrozenTeacher):
                  model_name: str = 'vit_base_patch16_224.dino',
                  pretrained: Union[bool, str, None] = True,
                  model_kwargs: Optional[dict] = None,
+                 target_norm: str = 'none',
                  bf16_on_gpu: bool = True,
                  init_cfg: Optional[dict] = None) -> None:
         model = self._build(model_name, pretrained, model_kwargs or {})
@@ -57,6 +60,7 @@ class TimmTargetGenerator(FrozenTeacher):
             teacher_mean=[255 * m for m in model.pretrained_cfg['mean']],
             teacher_std=[255 * s for s in model.pretrained_cfg['std']],
             bf16_on_gpu=bf16_on_gpu,
+            target_norm=target_norm,
             init_cfg=init_cfg)
         self.model_name = model_name
         self.out_dims = model.num_features
@@ -68,43 +72,13 @@ class TimmTargetGenerator(FrozenTeacher):
     @staticmethod
     def _build(model_name: str, pretrained: Union[bool, str, None],
                model_kwargs: dict) -> nn.Module:
-        logger = MMLogger.get_current_instance()
-        architecture = model_name.split('.')[0]
-        if not timm.is_model(architecture):
-            raise ValueError(
-                f'Unknown timm model {model_name!r}. List candidates with '
-                "timm.list_models('vit_*', pretrained=True).")
-        kwargs = dict(model_kwargs, num_classes=0)
-        if isinstance(pretrained, str):
-            if not osp.isfile(pretrained):
-                raise FileNotFoundError(
-                    f'Teacher weight file {pretrained!r} does not exist. Set '
-                    'model.target_generator.pretrained to an existing file '
-                    '(timm layout), or to True to download the tag in '
-                    f'{model_name!r}.')
-            kwargs['pretrained_cfg_overlay'] = dict(file=pretrained)
-        elif not pretrained:
-            logger.warning(
+        if not pretrained:
+            MMLogger.get_current_instance().warning(
                 f'!!! TimmTargetGenerator {model_name} built with '
                 f'pretrained={pretrained}: the teacher is RANDOMLY '
                 'INITIALISED. Use this for tests only.')
-        try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)  # the same random teacher on every rank
-                model = timm.create_model(
-                    model_name, pretrained=bool(pretrained), **kwargs)
-        except Exception as exc:  # network, hub, mismatching file
-            if not pretrained:
-                raise
-            raise RuntimeError(
-                f'Could not load timm weights for {model_name!r} '
-                f'(pretrained={pretrained!r}): {exc}. Without network '
-                'access, download them elsewhere and set '
-                'model.target_generator.pretrained=/path/to/weights.'
-            ) from exc
-        if pretrained:
-            logger.info(f'timm teacher {model_name} loaded with '
-                        f'pretrained={pretrained!r}.')
+        model = build_timm_model(model_name, pretrained, what='timm teacher',
+                                 **dict(model_kwargs, num_classes=0))
         if getattr(model, 'cls_token', None) is None \
                 or not hasattr(model, 'patch_embed'):
             raise ValueError(

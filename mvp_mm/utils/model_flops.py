@@ -45,7 +45,8 @@ def mvp_step_flops(model: nn.Module, batch_size: int) -> Dict[str, int]:
     The student (an mmpretrain ViT, e.g. ``FusedBEiTPretrainViT``) and the
     head run forward and backward (3x forward); the frozen CLIP teacher
     (:class:`~mvp_mm.models.CLIPTargetGenerator`) forward only, including
-    its projection of every token into the multimodal space.
+    its projection of every token into the multimodal space when its
+    ``features`` are the projected ones.
 
     Args:
         model (nn.Module): An ``MVP`` model.
@@ -75,8 +76,8 @@ def mvp_step_flops(model: nn.Module, batch_size: int) -> Dict[str, int]:
         num_patches, teacher.embed_dims, tower.transformer.layers,
         tower.transformer.resblocks[0].mlp.c_fc.out_features,
         teacher.patch_size, tower.conv1.in_channels)
-    # ln_post(x) @ proj for every token
-    teacher_fwd += 2 * tokens * teacher.embed_dims * teacher.out_dims
+    if teacher.features == 'projected':  # ln_post(x) @ proj, every token
+        teacher_fwd += 2 * tokens * teacher.embed_dims * teacher.out_dims
     flops = dict(
         student=3 * batch_size * (student_fwd + head_fwd),
         teacher=batch_size * teacher_fwd)

@@ -43,9 +43,11 @@ class MVPAlignmentHook(Hook):
     ranks), then logs ``alignment/cls``, ``alignment/masked`` and
     ``alignment/visible`` to the log and the visualizer backends.
 
-    The held-out pipeline must add a ``mask`` (``BlockwiseMaskGenerator``);
-    its random masks are drawn from RNGs seeded with ``seed`` and restored
-    afterwards, so evaluations are comparable and training is unaffected.
+    The held-out pipeline adds a ``mask`` (``BlockwiseMaskGenerator``) as
+    the training pipeline does (a config that masks nothing, like FD-CLIP's,
+    gets ``cls`` and ``visible`` only); its random masks are drawn from RNGs
+    seeded with ``seed`` and restored afterwards, so evaluations are
+    comparable and training is unaffected.
 
     Example::
 

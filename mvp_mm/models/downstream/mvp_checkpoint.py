@@ -23,6 +23,8 @@ loads it strictly:
 - a backbone key that the checkpoint does not provide, or a shape that does
   not match, raises: the backbone never trains from a silently random init.
   Keys the checkpoint has but the backbone does not use are reported.
+- a checkpoint tensor with NaN or Inf raises, naming it: the backbone never
+  fine-tunes from a diverged pre-training run.
 
 Paper: https://arxiv.org/abs/2203.05175
 """
@@ -34,6 +36,8 @@ from mmengine.logging import MMLogger
 from mmengine.runner.checkpoint import CheckpointLoader
 from timm.layers import resize_rel_pos_bias_table_simple
 from torch import nn
+
+from ...utils.non_finite import check_finite_state_dict
 
 #: Backbone keys only the pre-training student uses.
 PRETRAIN_ONLY_KEYS = ('mask_token', )
@@ -101,7 +105,9 @@ def read_checkpoint(path: str,
     """The ``state_dict`` of a checkpoint file (local path or URI).
 
     Read by mmengine's ``CheckpointLoader`` (torch's weights-only loading,
-    with mvp_mm's allow-list for mmengine runner checkpoints).
+    with mvp_mm's allow-list for mmengine runner checkpoints). A tensor with
+    NaN or Inf is an error naming it: nothing non-finite reaches a backbone,
+    an export or an analysis.
 
     Args:
         path (str): The ``.pth`` file.
@@ -110,6 +116,11 @@ def read_checkpoint(path: str,
 
     Returns:
         dict: Its ``state_dict`` (or the file itself if it is one).
+
+    Raises:
+        FileNotFoundError: ``path`` is empty or does not exist.
+        RuntimeError: The file is unreadable or holds no state dict.
+        ValueError: A tensor of the state dict holds NaN or Inf.
     """
     if not path:
         raise FileNotFoundError(
@@ -133,6 +144,10 @@ def read_checkpoint(path: str,
             isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise RuntimeError(
             f'{path!r} holds no state_dict of tensors: {fix_hint}.')
+    check_finite_state_dict(
+        state_dict, f'The checkpoint {path!r}',
+        'Use an earlier checkpoint of that run (its training log names the '
+        'last checkpoint with finite weights): ' + fix_hint + '.')
     return state_dict
 
 
@@ -207,6 +222,7 @@ def load_mvp_checkpoint(backbone: nn.Module,
         FileNotFoundError: The checkpoint path is empty or does not exist.
         RuntimeError: The file is unreadable or not an MVP checkpoint, a
             backbone key is missing from it, or a shape does not match.
+        ValueError: A tensor of the checkpoint holds NaN or Inf.
     """
     logger = MMLogger.get_current_instance()
     name = type(backbone).__name__
