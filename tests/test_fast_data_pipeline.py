@@ -169,7 +169,8 @@ def test_fast_path_names_or_skips_bad_files(photos, tmp_path):
     paths.append(str(tmp_path / 'missing.JPEG'))
     crop = _crop()
     for path in paths:
-        with pytest.raises(ValueError, match='on_error=.skip.') as error:
+        with pytest.raises(ValueError, match='on_error=.skip. on '
+                           'RandomResizedCropFromFile') as error:
             crop(dict(img_path=path))
         assert path in str(error.value)
     skip = _crop(on_error='skip')

@@ -126,7 +126,7 @@ class CheckedLoadImageFromFile(LoadImageFromFile):
         if self.on_error == 'raise':
             raise ValueError(
                 f'Training image {filename} {problem}. Replace or delete the '
-                "file, or set on_error='skip' on CheckedLoadImageFromFile in "
+                f"file, or set on_error='skip' on {type(self).__name__} in "
                 'the pipeline to skip unreadable images (each one is logged '
                 'and counted).')
         self.num_skipped += 1
