@@ -18,7 +18,9 @@ setup(
     packages=find_packages(include=['mvp_mm', 'mvp_mm.*']),
     python_requires='>=3.8',
     install_requires=[
-        'torch>=2.0',
+        # 2.1: SDPA's scale argument (fused attention), uint8 antialiased
+        # bicubic resize (the fast data pipeline)
+        'torch>=2.1',
         'torchvision',
         'mmengine>=0.10.7,<1.0',
         'mmpretrain>=1.2.0,<1.3',

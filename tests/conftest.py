@@ -13,6 +13,12 @@ from mmengine.registry import DefaultScope
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'cuda: runs on a CUDA GPU, skipped without one (tests/'
+        'devices.py); `pytest -m cuda` runs only these (tools/gpu_check.sh)')
+
+
 @pytest.fixture(autouse=True)
 def _registered():
     """Every test sees mvp_mm's modules registered and compat layers on."""

@@ -66,9 +66,10 @@ def test_fd_clip_config_follows_the_official_code():
         pipeline = cfg[loader].dataset.pipeline
         assert not _steps(pipeline, 'BlockwiseMaskGenerator')
         assert len(pipeline) == len(mvp[loader].dataset.pipeline) - 1
-    crop, = _steps(cfg.train_dataloader.dataset.pipeline, 'RandomResizedCrop')
+    crop, = _steps(cfg.train_dataloader.dataset.pipeline,
+                   'RandomResizedCropFromFile')
     base_crop, = _steps(mvp.train_dataloader.dataset.pipeline,
-                        'RandomResizedCrop')
+                        'RandomResizedCropFromFile')
     assert crop == dict(base_crop, interpolation='bilinear')
     # lr 3e-4 x 2048 / 512, warm-up from 5e-7 x 4, cosine to 5e-6 x 4
     assert cfg.optim_wrapper.optimizer.lr == pytest.approx(1.2e-3)

@@ -41,10 +41,16 @@ dict file) or, by default, a seeded random CLIP of the config's
 architecture written to a temporary file; the speed does not depend on the
 values, and both teachers load the same file.
 
-Example::
+With ``--data`` it times the config's training data pipeline instead,
+per CPU core, against mmpretrain's stock BEiT pipeline (see
+``tools/benchmark_data.py``).
+
+Examples::
 
     python tools/benchmark.py configs/pretrain/mvp_vit-b16_300e_in1k.py \
         --device cpu --threads 2 --batch-size 8 --json work_dirs/bench.json
+    python tools/benchmark.py configs/pretrain/mvp_vit-b16_300e_in1k.py \
+        --data --workers 2 --json work_dirs/data.json
 
 Paper: https://arxiv.org/abs/2203.05175
 """
@@ -78,6 +84,8 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from mvp_mm.datasets.transforms import BlockwiseMaskGenerator
 from mvp_mm.utils import mvp_step_flops
+
+from benchmark_data import benchmark_data_pipelines, print_data_table
 
 LOSS_TOLERANCE = 1e-4
 # The issue's targets, as ratios measured in one run on one machine.
@@ -127,11 +135,34 @@ def parse_args():
         '--peak-tflops', type=float,
         help='the device peak for MFU, TFLOP/s. Default: the dense 16-bit '
         'tensor-core peak of known GPUs (A100, H100, H200, B200); none on CPU')
+    parser.add_argument(
+        '--data', action='store_true',
+        help='time the training data pipeline per CPU core (ours vs '
+        "mmpretrain's BEiT pipeline), not the training step")
+    parser.add_argument(
+        '--workers', type=int, default=len(available_cores()),
+        help='--data: worker processes, one core and one thread each. '
+        'Default: one per available core')
+    parser.add_argument(
+        '--data-images', type=int, default=64,
+        help='--data: JPEG files per round. Default: 64')
+    parser.add_argument(
+        '--data-image-size', type=int, nargs=2, default=(500, 375),
+        metavar=('W', 'H'),
+        help='--data: the files\' width and height. Default: 500 375 '
+        '(ImageNet\'s typical)')
     parser.add_argument('--json', help='write the results to this file')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config entries, e.g. model.backbone.arch=large')
     return parser.parse_args()
+
+
+def available_cores() -> List[int]:
+    """The CPU cores this process may run on."""
+    if hasattr(os, 'sched_getaffinity'):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
 
 
 class StockMVPStep(nn.Module):
@@ -463,6 +494,8 @@ def main():
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    if args.data:
+        return benchmark_data(args, cfg, load_before)
     device = args.device
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -575,9 +608,27 @@ def main():
     if device in TARGETS['mfu'] and mfu is not None:
         results['targets_met']['mfu'] = mfu >= TARGETS['mfu'][device]
     print_table(results, steps)
-    if args.json:
-        os.makedirs(osp.dirname(osp.abspath(args.json)), exist_ok=True)
-        with open(args.json, 'w') as f:
+    write_json(results, args.json)
+
+
+def benchmark_data(args, cfg: Config, load_before: float) -> None:
+    """``--data``: the data pipelines' table and JSON."""
+    data = benchmark_data_pipelines(cfg, args.workers, args.data_images,
+                                    args.data_image_size, args.steps)
+    results = dict(
+        config=args.config,
+        mode='data',
+        machine=machine('cpu', 1),
+        data=data,
+        load_average=dict(start=load_before, end=os.getloadavg()[0]))
+    print_data_table(results)
+    write_json(results, args.json)
+
+
+def write_json(results: dict, path: Optional[str]) -> None:
+    if path:
+        os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+        with open(path, 'w') as f:
             json.dump(results, f, indent=2)
 
 

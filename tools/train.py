@@ -118,6 +118,24 @@ def amp_fallback_on_cpu(cfg: Config) -> None:
             wrapper.pop(key, None)
 
 
+def plain_param_groups(runner: Runner) -> None:
+    """Build the optimizer now, with plain-dict parameter groups.
+
+    mmengine's optimizer constructor hands ``paramwise_cfg`` groups to the
+    optimizer as ``ConfigDict`` objects, and with ``compile=True`` (mmengine
+    compiles ``train_step``, the optimizer step included) TorchDynamo fails
+    on them (``'UserDefinedDictVariable' object has no attribute 'items'``,
+    torch 2.14). The groups keep their keys and values; ``runner.train()``
+    takes the built wrapper as it is.
+    """
+    runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
+    wrappers = getattr(runner.optim_wrapper, 'values',
+                       lambda: [runner.optim_wrapper])()
+    for wrapper in wrappers:
+        optimizer = wrapper.optimizer
+        optimizer.param_groups = [dict(g) for g in optimizer.param_groups]
+
+
 def main():
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
@@ -131,6 +149,8 @@ def main():
     check_dataloader_data(cfg, ('train', 'val') if validates else ('train', ))
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg \
         else RUNNERS.build(cfg)
+    if cfg.get('compile'):
+        plain_param_groups(runner)
     runner.train()
     if torch.distributed.is_initialized():
         # Ranks leave together, so none exits while another still talks to

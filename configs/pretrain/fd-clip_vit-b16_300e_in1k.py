@@ -19,13 +19,15 @@ custom_imports = dict(imports=['mvp_mm'], allow_failed_imports=False)
 # ---------------------------------------------------------------- data
 # MVP's pipeline without its mask generator: no masking (FD:data/data_fd.py
 # :24-39 has no mask; FD:models/feature_distillation.py:139 encodes the whole
-# image). RandomResizedCrop scale (0.08, 1) (FD:yaml AUG.MIN_SCALE) and aspect
-# (3/4, 4/3) (FD:data/data_fd.py:31) are MVP's already; its interpolation is
-# torchvision's default, bilinear (FD:data/data_fd.py:31; MVP/BEiT: bicubic).
+# image). The random resized crop's scale (0.08, 1) (FD:yaml AUG.MIN_SCALE)
+# and aspect (3/4, 4/3) (FD:data/data_fd.py:31) are MVP's already (MVP's
+# RandomResizedCropFromFile); its interpolation is torchvision's default,
+# bilinear (FD:data/data_fd.py:31; MVP/BEiT: bicubic).
 # Horizontal flip (FD:data/data_fd.py:32) and ImageNet mean/std
 # (FD:data/data_fd.py:34) are MVP's.
 train_pipeline = [
-    dict(t, interpolation='bilinear') if t.type == 'RandomResizedCrop' else t
+    dict(t, interpolation='bilinear')
+    if t.type == 'RandomResizedCropFromFile' else t
     for t in _base_.train_pipeline if t.type != 'BlockwiseMaskGenerator'
 ]
 # 8 GPUs x 256 = 2048, as MVP; FD ran 16 GPUs x 128 = 2048 (FD:README.md,

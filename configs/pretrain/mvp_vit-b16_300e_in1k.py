@@ -24,16 +24,23 @@ train_pipeline = [
     # uninterrupted run's; an unreadable image is an error naming the file
     # (on_error='skip' skips it, logged and counted).
     dict(type='ApplySampleSeed'),
-    dict(type='CheckedLoadImageFromFile', on_error='raise'),
     # §3.3.3: "the image resolution of the input is set as 224x224".
     # Scale range and bicubic: BEiT (the paper is silent). BEiT's colour
     # jitter is left out: the teacher sees the student's own pixels.
+    # RandomResizedCropFromFile = CheckedLoadImageFromFile + mmpretrain's
+    # RandomResizedCrop (same boxes, same RNG draws), fast: JPEG decoded at
+    # 1/2-1/8 scale when the crop is downscaled that much anyway, Pillow's
+    # bicubic computed by torch. exact=True: full-resolution decoding and
+    # Pillow, bit for bit the two stock transforms (docs/
+    # gpu_and_data_pipeline.md: speed, PSNR bound).
     dict(
-        type='RandomResizedCrop',
+        type='RandomResizedCropFromFile',
         scale=224,
         crop_ratio_range=(0.08, 1.0),
         interpolation='bicubic',
-        backend='pillow'),
+        backend='pillow',
+        exact=False,
+        on_error='raise'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     # §3.3.3: "Blockwise Masking scheme is employed to mask 75 visual tokens
     # as BEIT"; min block 16 patches and aspect 0.3..1/0.3: BEiT.

@@ -21,6 +21,23 @@ def derive_seed(*keys: int) -> int:
     return int(np.random.SeedSequence(keys).generate_state(1)[0])
 
 
+def seed_cpu_rngs(seed: int) -> None:
+    """Seed Python's ``random``, numpy's global RNG and torch's CPU generator:
+    the RNGs data transforms draw from.
+
+    The same CPU streams as :func:`seed_global_rngs`, at ~1% of its cost per
+    call: ``torch.manual_seed`` also queues a seed for every accelerator
+    backend, formatting a stack trace for each (~0.15 ms), which matters
+    once per training sample.
+
+    Args:
+        seed (int): A seed in ``[0, 2**32)``.
+    """
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.default_generator.manual_seed(seed)
+
+
 def seed_global_rngs(seed: int) -> None:
     """Seed Python's ``random``, numpy's global RNG and torch (all devices).
 

@@ -3,14 +3,14 @@ from mmcv.transforms import BaseTransform
 
 from mmpretrain.registry import TRANSFORMS
 
-from ...utils.seeding import seed_global_rngs
+from ...utils.seeding import seed_cpu_rngs
 from ..samplers.seeded_sampler import SeededIndex
 
 
 @TRANSFORMS.register_module()
 class ApplySampleSeed(BaseTransform):
-    """Seed ``random``, numpy and torch with the seed :class:`SeededSampler`
-    attached to this sample.
+    """Seed ``random``, numpy and torch (CPU) with the seed
+    :class:`SeededSampler` attached to this sample.
 
     Part of the training tooling of `MVP: Multimodality-guided Visual
     Pre-training <https://arxiv.org/abs/2203.05175>`_. Put it first in the
@@ -36,7 +36,7 @@ class ApplySampleSeed(BaseTransform):
         """Seed the RNGs from ``results['sample_idx'].seed``."""
         index = results.get('sample_idx')
         if isinstance(index, SeededIndex):
-            seed_global_rngs(index.seed)
+            seed_cpu_rngs(index.seed)
             results['sample_idx'] = int(index)
             self.seeded_once = True
         elif not self.seeded_once:

@@ -1,10 +1,11 @@
 """Image loading that names an unreadable file and can skip it."""
 import io
 import logging
-from typing import Optional
+from typing import Callable, Optional
 
 import mmcv
 import mmengine.fileio as fileio
+import numpy as np
 from mmcv.transforms import LoadImageFromFile
 from mmengine.logging import print_log
 from PIL import Image
@@ -77,11 +78,38 @@ class CheckedLoadImageFromFile(LoadImageFromFile):
 
     def transform(self, results: dict) -> Optional[dict]:
         """Load ``results['img_path']`` into ``results['img']``."""
-        filename = results['img_path']
+        img = self._load(results['img_path'], self._decode)
+        if img is None:  # skipped
+            return None
+        if self.to_float32:
+            img = img.astype('float32')
+        results['img'] = img
+        results['img_shape'] = img.shape[:2]
+        results['ori_shape'] = img.shape[:2]
+        return results
+
+    def _decode(self, data: bytes) -> Optional[np.ndarray]:
+        return mmcv.imfrombytes(
+            data, flag=self.color_type, backend=self.imdecode_backend)
+
+    def _load(self, filename: str,
+              decode: Callable[[bytes], Optional[np.ndarray]]
+              ) -> Optional[np.ndarray]:
+        """``decode(the bytes of filename)``, checked.
+
+        Args:
+            filename (str): The image file.
+            decode (Callable[[bytes], np.ndarray | None]): Decodes the
+                file's bytes; may raise or return None on bad data.
+
+        Returns:
+            np.ndarray | None: The decoded image, or None for an unreadable
+            file with ``on_error='skip'`` (with ``'raise'``, a ``ValueError``
+            naming the file).
+        """
         try:
             data = self._read(filename)
-            img = mmcv.imfrombytes(
-                data, flag=self.color_type, backend=self.imdecode_backend)
+            img = decode(data)
         except Exception as exc:  # missing, unreadable, decoder error
             return self._unreadable(
                 filename, f'cannot be read ({type(exc).__name__}: {exc})')
@@ -92,18 +120,13 @@ class CheckedLoadImageFromFile(LoadImageFromFile):
         if jpeg_is_truncated(data):
             return self._unreadable(filename,
                                     'is truncated (its JPEG data ends early)')
-        if self.to_float32:
-            img = img.astype('float32')
-        results['img'] = img
-        results['img_shape'] = img.shape[:2]
-        results['ori_shape'] = img.shape[:2]
-        return results
+        return img
 
     def _unreadable(self, filename: str, problem: str) -> None:
         if self.on_error == 'raise':
             raise ValueError(
                 f'Training image {filename} {problem}. Replace or delete the '
-                "file, or set on_error='skip' on CheckedLoadImageFromFile in "
+                f"file, or set on_error='skip' on {type(self).__name__} in "
                 'the pipeline to skip unreadable images (each one is logged '
                 'and counted).')
         self.num_skipped += 1
