@@ -103,13 +103,15 @@ def test_annotation_file_listing_missing_images(tmp_path, monkeypatch,
     assert LAYOUTS['CustomDataset'] in message
     assert sorted(listed) == sorted(
         osp.join(root, 'train', d) for d in classes + ['n09999999'])
-    # A pipeline that skips unreadable (and missing) images: a warning.
-    dataset['pipeline'] = [
-        dict(type='CheckedLoadImageFromFile', on_error='skip')]
-    check_dataset_folders(dataset)
-    assert any(r.getMessage().startswith('7 of the 15 images listed')
-               and "skips them (on_error='skip')" in r.getMessage()
-               for r in logged_warnings)
+    # A pipeline that skips unreadable (and missing) images: a warning,
+    # also through the fast loader that subclasses CheckedLoadImageFromFile.
+    for loader in ('CheckedLoadImageFromFile', 'RandomResizedCropFromFile'):
+        logged_warnings.clear()
+        dataset['pipeline'] = [dict(type=loader, on_error='skip')]
+        check_dataset_folders(dataset)
+        assert any(r.getMessage().startswith('7 of the 15 images listed')
+                   and "skips them (on_error='skip')" in r.getMessage()
+                   for r in logged_warnings), loader
 
 
 def test_ade20k_images_need_their_label_maps(tmp_path):

@@ -20,6 +20,7 @@ from mmengine.logging import print_log
 
 from mmpretrain.datasets import CustomDataset, ImageNet
 from mmpretrain.registry import DATASETS as PRETRAIN_DATASETS
+from mmpretrain.registry import TRANSFORMS
 from mmseg.datasets import ADE20KDataset, BaseSegDataset
 from mmseg.registry import DATASETS as SEG_DATASETS
 
@@ -144,12 +145,19 @@ def _read_lines(path: str) -> List[str]:
 
 def _skips_unreadable_images(cfg: dict) -> bool:
     """Whether the pipeline skips images it cannot read (missing ones too):
-    ``CheckedLoadImageFromFile(on_error='skip')``."""
-    return any(
-        isinstance(step, dict)
-        and str(step.get('type', '')).endswith('CheckedLoadImageFromFile')
-        and step.get('on_error') == 'skip' for step in cfg.get('pipeline')
-        or [])
+    ``CheckedLoadImageFromFile(on_error='skip')`` or a subclass of it, such
+    as ``RandomResizedCropFromFile``."""
+    from .transforms import CheckedLoadImageFromFile
+    for step in cfg.get('pipeline') or []:
+        if not (isinstance(step, dict) and step.get('on_error') == 'skip'):
+            continue
+        kind = step.get('type')
+        if isinstance(kind, str):
+            kind = TRANSFORMS.get(kind)
+        if inspect.isclass(kind) and issubclass(kind,
+                                                CheckedLoadImageFromFile):
+            return True
+    return False
 
 
 def _raise_if_missing(folder: str,
