@@ -13,6 +13,14 @@ from mmengine.registry import DefaultScope
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+def pytest_configure(config):
+    """`import mvp_mm`'s filters for dependency warnings, for every test:
+    pytest restores the warning filters after each test, but mvp_mm is
+    imported (and installs them) only once."""
+    from mvp_mm.compat import install_dependency_warning_filters
+    install_dependency_warning_filters()
+
+
 @pytest.fixture(autouse=True)
 def _registered():
     """Every test sees mvp_mm's modules registered and compat layers on."""
