@@ -1,7 +1,7 @@
 """The README's first command: MVP pre-training end to end, then pictures.
 
 1. Writes ``data/mvp_demo`` from the real photographs that scikit-image
-   ships (no download): 48 ImageNet-format crops of 6 photos to train on,
+   ships (no download): 40 ImageNet-format crops of 5 photos to train on,
    and 4 other photos held out.
 2. Pre-trains ``configs/pretrain/mvp_vit-tiny-p16_6e_demo.py`` on them, in
    this process: the paper config shrunk (4-block ViT-Ti student, CLIP
@@ -78,7 +78,7 @@ def prepare_data(root: str = DATA_ROOT) -> List[str]:
               f'scikit-image) to {root}')
         partial = root + '.partial'
         shutil.rmtree(partial, ignore_errors=True)
-        make_photo_imagenet_folder(partial, num_classes=6,
+        make_photo_imagenet_folder(partial, num_classes=5,
                                    images_per_class=8, split='train', seed=0)
         write_photos(osp.join(partial, 'val'))
         with open(osp.join(partial, MANIFEST), 'w') as f:

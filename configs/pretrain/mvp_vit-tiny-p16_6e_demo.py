@@ -4,14 +4,14 @@
 # (per-sample seeds, checked image loading, crops, flips, 75 blockwise-masked
 # patches), the seeded sampler, the hooks and the optimizer are inherited
 # from mvp_vit-b16_300e_in1k.py. Shrunk: the student (4-block ViT-Ti), the
-# data (48 crops of 6 real photographs), the batch (8), the schedule (6
-# epochs of 6 iterations); added: the held-out alignment every epoch.
+# data (40 crops of 5 real photographs), the batch (8), the schedule (6
+# epochs of 5 iterations); added: the held-out alignment every epoch.
 _base_ = './mvp_vit-b16_300e_in1k.py'
 
 custom_imports = dict(imports=['mvp_mm'], allow_failed_imports=False)
 
 # tools/demo.py writes this folder from the real photographs that
-# scikit-image ships: train/<class>/*.JPEG, 8 random crops of each of 6
+# scikit-image ships: train/<class>/*.JPEG, 8 random crops of each of 5
 # photos (mvp_mm.utils.make_photo_imagenet_folder), and val/*.JPEG, 4 other
 # photos, held out (mvp_mm.utils.write_photos).
 data_root = 'data/mvp_demo/'
@@ -37,12 +37,12 @@ test_dataloader = dict(
     num_workers=0,
     persistent_workers=False,
     dataset=dict(_delete_=True, **held_out))
-# The same check while training, every epoch (6 iterations): the curve in
+# The same check while training, every epoch (5 iterations): the curve in
 # work_dirs/mvp_demo/curves.png.
 custom_hooks = _base_.custom_hooks + [
     dict(
         type='MVPAlignmentHook',
-        interval=6,
+        interval=5,
         dataloader=dict(
             batch_size=4,
             num_workers=0,
