@@ -44,7 +44,8 @@ MANIFEST = 'demo_files.txt'  # what the demo wrote under DATA_ROOT
 # these deprecation notices on every run (they stay in the log file).
 MMENGINE_NOTICES = ('"FileClient" will be deprecated',
                     '"HardDiskBackend" is the alias of "LocalBackend"')
-RANDOM_TEACHER = 'RANDOMLY INITIALISED CLIP teacher'  # CLIPTargetGenerator's
+# The teacher's loud warning when it falls back to random weights.
+RANDOM_TEACHER = 'Falling back to a RANDOMLY INITIALISED'
 
 
 def parse_args():
