@@ -1,5 +1,5 @@
 # The README's first command (tools/demo.py): MVP pre-training end to end in
-# a few minutes on 2 CPU cores. The paper config shrunk, nothing else: the
+# under 2 minutes on 2 CPU cores. The paper config shrunk, nothing else: the
 # algorithm, the CLIP ViT-B/16 teacher at 224 px, the training pipeline
 # (per-sample seeds, checked image loading, crops, flips, 75 blockwise-masked
 # patches), the seeded sampler, the hooks and the optimizer are inherited
