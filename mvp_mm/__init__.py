@@ -11,10 +11,12 @@ registers into mmpretrain's registries:
 Paper: https://arxiv.org/abs/2203.05175
 """
 from .compat import (install_cpu_distributed_launch,
+                     install_dependency_warning_filters,
                      install_mmcv_ops_fallback,
                      install_runner_checkpoint_safe_globals,
                      install_runner_data_check)
 
+install_dependency_warning_filters()  # before mmpretrain / mmseg import
 install_mmcv_ops_fallback()
 install_runner_checkpoint_safe_globals()
 install_cpu_distributed_launch()

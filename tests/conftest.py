@@ -2,6 +2,7 @@ import contextlib
 import logging
 import os
 import socket
+import warnings
 from collections import OrderedDict
 
 import pytest
@@ -14,9 +15,20 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
 def pytest_configure(config):
+    """The `cuda` marker (tests/devices.py), and `import mvp_mm`'s filters
+    for dependency warnings, for every test: pytest restores the warning
+    filters after each test, but mvp_mm is imported (and installs them)
+    only once. Plus one of the suite's own:
+    it builds many segmentation runners in one process, and mmseg's config
+    gives every one the same visualizer name."""
     config.addinivalue_line(
         'markers', 'cuda: runs on a CUDA GPU, skipped without one (tests/'
         'devices.py); `pytest -m cuda` runs only these (tools/gpu_check.sh)')
+    from mvp_mm.compat import install_dependency_warning_filters
+    install_dependency_warning_filters()
+    warnings.filterwarnings(
+        'ignore', message=r'.* instance named of visualizer has been created',
+        category=UserWarning, module=r'mmengine\.utils\.manager\Z')
 
 
 @pytest.fixture(autouse=True)

@@ -55,6 +55,10 @@ def test_hook_logs_held_out_alignment_and_leaves_training_alone(tmp_path):
             assert -1.0 <= entry[f'alignment/{key}'] <= 1.0
     # The student trained between the two evaluations.
     assert evaluations[0]['alignment/cls'] != evaluations[1]['alignment/cls']
+    # Other hooks read the latest evaluation from the message hub.
+    for key in ('cls', 'masked', 'visible'):
+        assert hooked.message_hub.get_scalar(f'alignment/{key}').current() \
+            == pytest.approx(evaluations[1][f'alignment/{key}'])
 
     hook = next(h for h in hooked.hooks if isinstance(h, MVPAlignmentHook))
     hooked.model.train()

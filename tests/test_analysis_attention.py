@@ -142,8 +142,8 @@ def test_visualize_attention_tool_writes_side_by_side_png(mvp_files,
     pngs = sorted(glob.glob(str(out / '*_attention.png')))
     assert len(pngs) == 2
     figure = np.asarray(Image.open(pngs[0]).convert('RGB'))
-    assert figure.shape == (96 + 26, 3 * 96, 3)  # input | MVP | DINO
-    panels = [figure[26:, i * 96:(i + 1) * 96].astype(float)
+    assert figure.shape == (96 + 32, 3 * 96, 3)  # input | MVP | DINO
+    panels = [figure[32:, i * 96:(i + 1) * 96].astype(float)
               for i in range(3)]
     assert panels[1].std() > 10  # not blank
     assert np.abs(panels[1] - panels[0]).mean() > 10  # a heat map on top

@@ -5,16 +5,21 @@ import hashlib
 import os
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from mvp_mm.utils import load_photos, make_photo_imagenet_folder
+from mvp_mm.utils import (HELD_OUT_PHOTOS, load_photos,
+                          make_photo_imagenet_folder, write_photos)
 
 
 def _digest(root):
     files = sorted(os.path.join(d, f) for d, _, fs in os.walk(root)
                    for f in fs)
-    return files, hashlib.sha256(
-        b''.join(open(f, 'rb').read() for f in files)).hexdigest()
+    digest = hashlib.sha256()
+    for path in files:
+        with open(path, 'rb') as f:
+            digest.update(f.read())
+    return files, digest.hexdigest()
 
 
 def test_photo_folder_layout_size_and_determinism(tmp_path):
@@ -44,3 +49,21 @@ def test_photos_are_real_colour_photographs():
         # Photo content: many distinct colours and fine detail.
         assert len(np.unique(photo.reshape(-1, 3), axis=0)) > 5000, name
         assert np.abs(np.diff(photo.astype(np.int16), axis=1)).mean() > 2
+
+
+def test_held_out_photos_are_other_real_photographs(tmp_path):
+    """Whole photos, none of the training ones, grey ones as RGB, at the
+    asked short side, in the given order."""
+    paths = write_photos(str(tmp_path / 'val'), short_side=200)
+    assert [p.split('/')[-1] for p in paths] == [
+        f'{label}.JPEG' for _, label in HELD_OUT_PHOTOS]
+    training = set(load_photos())
+    assert not training & {name for name, _ in HELD_OUT_PHOTOS}
+    for path, (name, _) in zip(paths, HELD_OUT_PHOTOS):
+        photo = load_photos((name, ))[name]
+        with Image.open(path) as img:
+            assert img.format == 'JPEG' and img.mode == 'RGB'
+            assert min(img.size) == 200
+            # Whole: the photo's aspect ratio is kept.
+            assert img.width / img.height == pytest.approx(
+                photo.shape[1] / photo.shape[0], rel=0.01)

@@ -99,6 +99,10 @@ def tiny_pretrain_cfg(data_root: str,
         env_cfg=dict(dist_cfg=dict(backend='gloo')),
     )))
     cfg.optim_wrapper.pop('loss_scale', None)
+    # Held-out loaders of hooks (the demo's MVPAlignmentHook): the test data.
+    for hook in cfg.get('custom_hooks', []):
+        if 'dataloader' in hook:
+            hook.dataloader = copy.deepcopy(cfg.test_dataloader)
     return cfg
 
 

@@ -1,49 +1,207 @@
-"""The README's first command: MVP pre-training on an embedded default.
+"""The README's first command: MVP pre-training end to end, then pictures.
 
-Writes a small ImageNet-format image set (generated deterministically, no
-download) to ``data/mvp_demo``, pre-trains a tiny MVP student on it with
-``tools/train.py`` and evaluates the checkpoint with ``tools/test.py``. A few
-minutes on 2 CPU cores. The CLIP teacher uses real OpenAI weights when they can
-be had and otherwise a randomly initialised CLIP, and says so in the log.
+1. Writes ``data/mvp_demo`` from the real photographs that scikit-image
+   ships (no download): 40 ImageNet-format crops of 5 photos to train on,
+   and 4 other photos held out.
+2. Pre-trains ``configs/pretrain/mvp_vit-tiny-p16_6e_demo.py`` on them, in
+   this process: the paper config shrunk (4-block ViT-Ti student, CLIP
+   ViT-B/16 teacher), with the student-teacher alignment on the held-out
+   photos evaluated every epoch.
+3. Draws ``curves.png`` (training loss, held-out alignment) and
+   ``attention.png`` (the student's last-block CLS attention on the held-out
+   photos) into the work dir.
+
+The console shows a line per epoch and any warning; mmengine's full log
+(environment, config, every iteration) is in the work dir. The teacher has
+OpenAI's CLIP weights when open_clip can get them (its cache or a download);
+otherwise it is a randomly initialised CLIP, and the demo says so.
 """
 import argparse
+import logging
+import os
 import os.path as osp
-import subprocess
-import sys
+import shutil
+import time
+from typing import List
 
-from mvp_mm.utils import make_imagenet_folder
+from mmengine.hooks import Hook
+from mmengine.runner import Runner
+from PIL import Image
+# tools/train.py, next to this file: the same config handling as training.
+from train import load_config
+from train import parse_args as parse_train_args
+
+from mvp_mm.analysis import (attention_panels, figure_row, load_vit_subject,
+                             plot_training_curves, read_scalars)
+from mvp_mm.engine import find_resume_checkpoint
+from mvp_mm.utils import make_photo_imagenet_folder, write_photos
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(REPO, 'configs', 'pretrain', 'mvp_vit-tiny-p16_6e_demo.py')
+DATA_ROOT = 'data/mvp_demo'  # the config's data_root
+MANIFEST = 'demo_files.txt'  # what the demo wrote under DATA_ROOT
+# mmengine's CheckpointHook builds a FileClient it does not use, which logs
+# these deprecation notices on every run (they stay in the log file).
+MMENGINE_NOTICES = ('"FileClient" will be deprecated',
+                    '"HardDiskBackend" is the alias of "LocalBackend"')
+# The teacher's loud warning when it falls back to random weights.
+RANDOM_TEACHER = 'Falling back to a RANDOMLY INITIALISED'
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n')[0],
+        epilog='Outputs: WORK_DIR/curves.png, WORK_DIR/attention.png, '
+        'WORK_DIR/epoch_6.pth and the full log WORK_DIR/<time>/<time>.log.')
     parser.add_argument('--work-dir', default='work_dirs/mvp_demo')
     parser.add_argument(
         '--cfg-options', nargs='+', default=[],
-        help='passed on to tools/train.py, e.g. '
+        help='config overrides, as for tools/train.py, e.g. '
         'model.target_generator.pretrained=/path/to/clip.pt')
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    data_root = 'data/mvp_demo'
-    if not osp.isdir(osp.join(data_root, 'train')):
-        make_imagenet_folder(data_root, num_classes=4, images_per_class=16,
-                             image_size=256, split='train', seed=0)
-        make_imagenet_folder(data_root, num_classes=4, images_per_class=4,
-                             image_size=256, split='val', seed=1)
-    options = ['--cfg-options', *args.cfg_options] if args.cfg_options \
-        else []
-    subprocess.run([
-        sys.executable, osp.join(REPO, 'tools', 'train.py'), CONFIG,
-        '--work-dir', args.work_dir, *options
-    ], check=True)
-    checkpoint = osp.join(args.work_dir, 'epoch_6.pth')
-    subprocess.run([
-        sys.executable, osp.join(REPO, 'tools', 'test.py'), CONFIG,
-        checkpoint, '--work-dir', args.work_dir, *options
-    ], check=True)
-    print(f'MVP demo checkpoint: {checkpoint}')
+
+def _files_under(root: str) -> List[str]:
+    return sorted(
+        osp.relpath(osp.join(folder, name), root)
+        for folder, _, names in os.walk(root) for name in names
+        if name != MANIFEST)
+
+
+def prepare_data(root: str = DATA_ROOT) -> List[str]:
+    """Write the demo's images, or check the ones a previous run wrote.
+
+    Returns:
+        List[str]: The held-out photos.
+    """
+    if not osp.isdir(root):
+        print(f'Writing the demo images (real photographs from '
+              f'scikit-image) to {root}')
+        partial = root + '.partial'
+        shutil.rmtree(partial, ignore_errors=True)
+        make_photo_imagenet_folder(partial, num_classes=5,
+                                   images_per_class=8, split='train', seed=0)
+        write_photos(osp.join(partial, 'val'))
+        with open(osp.join(partial, MANIFEST), 'w') as f:
+            f.write('\n'.join(_files_under(partial)) + '\n')
+        os.replace(partial, root)  # all or nothing
+    manifest = osp.join(root, MANIFEST)
+    written = []
+    if osp.isfile(manifest):
+        with open(manifest) as f:
+            written = f.read().split()
+    if not written or written != _files_under(root):
+        raise RuntimeError(
+            f'{root} holds other files than the demo images (no {MANIFEST}, '
+            'or files added or missing): an older demo version or your own '
+            'data. Move or delete the folder and rerun; the demo writes it '
+            'again.')
+    return sorted(osp.join(root, path) for path in written
+                  if path.startswith('val' + os.sep))
+
+
+class QuietConsoleRunner(Runner):
+    """mmengine's Runner with its console at WARNING: the log file in the
+    work dir keeps every level; the demo prints its own progress lines."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.random_teacher = False  # set if the teacher fell back to random
+        super().__init__(*args, **kwargs)
+
+    def build_logger(self, *args, **kwargs):
+        logger = super().build_logger(*args, **kwargs)
+        for handler in logger.handlers:
+            if not isinstance(handler, logging.FileHandler):  # the console
+                handler.setLevel(logging.WARNING)
+                handler.addFilter(self._console_filter)
+        return logger
+
+    def _console_filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if RANDOM_TEACHER in message:
+            self.random_teacher = True
+        return not message.startswith(MMENGINE_NOTICES)
+
+
+class ProgressHook(Hook):
+    """A console line per epoch: the epoch's mean loss, the latest held-out
+    alignment (from MVPAlignmentHook), the time since training started."""
+
+    priority = 'LOWEST'
+
+    def before_train(self, runner) -> None:
+        self.start = time.perf_counter()
+
+    def after_train_epoch(self, runner) -> None:
+        hub = runner.message_hub
+        loss = hub.get_scalar('train/loss').mean(len(runner.train_dataloader))
+        line = (f'epoch {runner.epoch + 1}/{runner.max_epochs}  '
+                f'iter {runner.iter}/{runner.max_iters}  loss {loss:+.4f}')
+        if 'alignment/cls' in hub.log_scalars:
+            line += '  held-out cosine: ' + '  '.join(
+                f'{key} {hub.get_scalar("alignment/" + key).current():.3f}'
+                for key in ('cls', 'masked', 'visible'))
+        print(f'{line}  ({time.perf_counter() - self.start:.0f} s)',
+              flush=True)
+
+
+def draw_attention(config: str, checkpoint: str, cfg_options: dict,
+                   photos: List[str], out: str) -> None:
+    """The held-out photos (top) and the student's attention (bottom)."""
+    student = load_vit_subject(config, checkpoint, cfg_options)
+    inputs, overlays = [], []
+    for path in photos:
+        (crop, overlay), _ = attention_panels([student], path)
+        inputs.append(crop)
+        overlays.append(overlay)
+    names = [osp.splitext(osp.basename(path))[0] for path in photos]
+    rows = [
+        figure_row(inputs, names),
+        figure_row(overlays, ['student: CLS attention'] * len(photos))
+    ]
+    canvas = Image.new('RGB', (rows[0].width, 2 * rows[0].height), 'white')
+    for index, row in enumerate(rows):
+        canvas.paste(row, (0, index * row.height))
+    canvas.save(out)
+
+
+def main():
+    args = parse_args()
+    photos = prepare_data()
+    train_args = parse_train_args(
+        [CONFIG, '--work-dir', args.work_dir] +
+        (['--cfg-options', *args.cfg_options] if args.cfg_options else []))
+    cfg = load_config(train_args)
+    runner = QuietConsoleRunner.from_cfg(cfg)
+    runner.register_hook(ProgressHook())
+    backbone = runner.model.backbone
+    models = (f'{len(backbone.layers)}-block ViT-{backbone.embed_dims} '
+              f'student, CLIP {cfg.model.target_generator.model_name} '
+              'teacher' + (', RANDOMLY INITIALISED'
+                           if runner.random_teacher else ''))
+    print(f'Pre-training MVP for {runner.max_epochs} epochs of '
+          f'{len(runner.train_dataloader)} iterations ({models}). Full log: '
+          f'{runner.logger.log_file}', flush=True)
+    runner.train()
+
+    work_dir = osp.abspath(args.work_dir)
+    curves = osp.join(work_dir, 'curves.png')
+    plot_training_curves(
+        read_scalars([osp.join(runner.log_dir, 'vis_data', 'scalars.json')]),
+        curves, title=f'MVP demo ({models})')
+    attention = osp.join(work_dir, 'attention.png')
+    checkpoint = find_resume_checkpoint(work_dir)
+    draw_attention(CONFIG, checkpoint, train_args.cfg_options, photos,
+                   attention)
+    print(f'Checkpoint: {checkpoint}\n'
+          f'Curves:     {curves}\n'
+          f'Attention:  {attention}\n'
+          f'Full log:   {runner.logger.log_file}')
+    if runner.random_teacher:
+        print('!!! The teacher was a RANDOMLY INITIALISED CLIP (its weights '
+              'could not be had): this run shows the mechanics, not what MVP '
+              'learns. For OpenAI weights: --cfg-options '
+              'model.target_generator.pretrained=/path/to/clip.pt')
 
 
 if __name__ == '__main__':

@@ -21,7 +21,7 @@ from mvp_mm.datasets import check_dataloader_data
 from mvp_mm.engine import resolve_resume
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train a model')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
@@ -56,7 +56,7 @@ def parse_args():
         default='none',
         help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
@@ -136,8 +136,9 @@ def plain_param_groups(runner: Runner) -> None:
         optimizer.param_groups = [dict(g) for g in optimizer.param_groups]
 
 
-def main():
-    args = parse_args()
+def load_config(args) -> Config:
+    """The config with the arguments merged, adapted to the machine, and
+    checked (tools/demo.py shares this)."""
     cfg = merge_args(Config.fromfile(args.config), args)
     amp_fallback_on_cpu(cfg)
     # Clear errors before anything is built: a resume checkpoint that is
@@ -147,6 +148,11 @@ def main():
     validates = all(cfg.get(key) is not None for key in (
         'val_dataloader', 'val_cfg', 'val_evaluator'))
     check_dataloader_data(cfg, ('train', 'val') if validates else ('train', ))
+    return cfg
+
+
+def main():
+    cfg = load_config(parse_args())
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg \
         else RUNNERS.build(cfg)
     if cfg.get('compile'):

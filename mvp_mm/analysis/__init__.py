@@ -1,11 +1,15 @@
-"""Analysis of MVP checkpoints: attention maps, zero-shot probes."""
-from .attention_maps import cls_attention_maps, figure_row, overlay_heatmap
+"""Analysis of MVP checkpoints and runs: attention maps, zero-shot probes,
+training curves."""
+from .attention_maps import (attention_panels, cls_attention_maps, figure_row,
+                             overlay_heatmap)
 from .checkpoint import load_state_dict
+from .training_curves import plot_training_curves, read_scalars
 from .vit_subjects import (ViTSubject, from_mmpretrain_config, from_open_clip,
                            from_timm, load_vit_subject)
 
 __all__ = [
-    'ViTSubject', 'cls_attention_maps', 'figure_row', 'from_mmpretrain_config',
-    'from_open_clip', 'from_timm', 'load_state_dict', 'load_vit_subject',
-    'overlay_heatmap'
+    'ViTSubject', 'attention_panels', 'cls_attention_maps', 'figure_row',
+    'from_mmpretrain_config', 'from_open_clip', 'from_timm',
+    'load_state_dict', 'load_vit_subject', 'overlay_heatmap',
+    'plot_training_curves', 'read_scalars'
 ]

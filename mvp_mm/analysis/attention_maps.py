@@ -1,12 +1,12 @@
 """CLS-query attention of a ViT's last block (the paper's Figure 3)."""
 import textwrap
-from typing import Callable, Sequence, Tuple
+from typing import Callable, List, Sequence, Tuple
 
 import matplotlib
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
 from mmpretrain.models.utils import BEiTAttention
@@ -126,15 +126,16 @@ def overlay_heatmap(image: np.ndarray,
 def figure_row(panels: Sequence[np.ndarray],
                titles: Sequence[str],
                size: int = 224,
-               title_height: int = 26) -> Image.Image:
+               title_height: int = 32) -> Image.Image:
     """Panels side by side, each resized to ``size``, titled above (up to two
-    lines).
+    lines, in Pillow's default font at 12 px: at its 10 px default, glyphs
+    and spaces are dropped).
 
     Args:
         panels (Sequence[np.ndarray]): ``[H, W, 3]`` uint8 RGB images.
         titles (Sequence[str]): One per panel.
         size (int): Side of each panel. Defaults to 224.
-        title_height (int): Height of the title strip. Defaults to 26.
+        title_height (int): Height of the title strip. Defaults to 32.
 
     Returns:
         Image.Image: ``(len(panels) * size) x (size + title_height)`` RGB.
@@ -142,11 +143,42 @@ def figure_row(panels: Sequence[np.ndarray],
     canvas = Image.new('RGB', (len(panels) * size, size + title_height),
                        'white')
     draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=12)
     for index, (panel, title) in enumerate(zip(panels, titles)):
         canvas.paste(
             Image.fromarray(panel).resize((size, size), Image.BICUBIC),
             (index * size, title_height))
-        lines = textwrap.wrap(title, width=max(1, size // 6))[:2]
+        lines = textwrap.wrap(title, width=max(1, size // 7))[:2]
         draw.multiline_text((index * size + 2, 1), '\n'.join(lines),
-                            fill='black', spacing=2)
+                            fill='black', font=font, spacing=2)
     return canvas
+
+
+def attention_panels(subjects: Sequence,
+                     image_path: str,
+                     alpha: float = 0.5) -> Tuple[List[np.ndarray], List[str]]:
+    """The input and each model's last-block CLS attention on it.
+
+    Args:
+        subjects (Sequence[ViTSubject]): The models (see
+            :func:`~mvp_mm.analysis.load_vit_subject`); the first one's
+            crop is the input panel.
+        image_path (str): An image file.
+        alpha (float): Opacity of the heat maps. Defaults to 0.5.
+
+    Returns:
+        Tuple[List[np.ndarray], List[str]]: ``1 + len(subjects)`` panels
+        (``[S, S, 3]`` uint8 RGB: the crop, then one overlay per model) and
+        their titles (``'input'``, then each model's name), for
+        :func:`figure_row`.
+    """
+    panels, titles = [], ['input']
+    for subject in subjects:
+        crop, x = subject.prepare(image_path)
+        heat = cls_attention_maps(subject.forward, subject.attention, x,
+                                  subject.grid, subject.num_prefix_tokens)[0]
+        if not panels:
+            panels.append(crop)
+        panels.append(overlay_heatmap(crop, heat, alpha))
+        titles.append(subject.name)
+    return panels, titles

@@ -3,7 +3,8 @@
 scikit-image ships a handful of real photographs inside its wheel
 (``skimage.data``); nothing is downloaded. Random crops of them, re-encoded
 as JPEG, give ImageNet-like files (photo content, ImageNet-like size and
-quality) for the demo, the analysis examples and the data-pipeline benchmark.
+quality) for the demo, the analysis examples and the data-pipeline benchmark;
+other photographs, written whole, are the demo's held-out images.
 """
 import os
 import os.path as osp
@@ -22,20 +23,40 @@ PHOTOS = (
     ('immunohistochemistry', 'tissue'),
 )
 
+#: Other real photographs in scikit-image's wheel, none of them in
+#: :data:`PHOTOS`: held-out images (e.g. the demo's evaluation and attention
+#: maps) that a model trained on :data:`PHOTOS` crops has never seen.
+#: Grey photographs are given three equal channels.
+HELD_OUT_PHOTOS = (
+    ('stereo_motorcycle', 'motorcycle'),
+    ('camera', 'cameraman'),
+    ('coins', 'coins'),
+    ('retina', 'retina'),
+)
+
 
 def load_photos(names: Tuple[str, ...] = tuple(n for n, _ in PHOTOS)
                 ) -> Dict[str, np.ndarray]:
     """scikit-image's sample photographs as RGB arrays.
 
     Args:
-        names (tuple[str]): ``skimage.data`` function names. Defaults to the
-            colour photographs in :data:`PHOTOS`.
+        names (tuple[str]): ``skimage.data`` function names (a stereo pair
+            gives its left view). Defaults to the colour photographs in
+            :data:`PHOTOS`.
 
     Returns:
         dict: ``{name: uint8 array [H, W, 3]}``, in the order given.
     """
     import skimage.data
-    return {name: getattr(skimage.data, name)()[..., :3] for name in names}
+    photos = {}
+    for name in names:
+        photo = getattr(skimage.data, name)()
+        if isinstance(photo, tuple):  # stereo_motorcycle: (left, right, disp)
+            photo = photo[0]
+        if photo.ndim == 2:  # grey
+            photo = np.repeat(photo[..., None], 3, axis=2)
+        photos[name] = photo[..., :3]
+    return photos
 
 
 def random_photo_crop(photo: np.ndarray, rng: np.random.Generator,
@@ -96,3 +117,34 @@ def make_photo_imagenet_folder(root: str,
             random_photo_crop(photo, rng, image_size).save(
                 osp.join(folder, f'{name}_{i:04d}.JPEG'), quality=quality)
     return classes
+
+
+def write_photos(folder: str,
+                 photos: Tuple[Tuple[str, str], ...] = HELD_OUT_PHOTOS,
+                 short_side: int = 375,
+                 quality: int = 90) -> List[str]:
+    """Write whole photographs as ``folder/<label>.JPEG``, one file each.
+
+    Args:
+        folder (str): Output folder (created).
+        photos (tuple): ``(skimage.data name, label)`` pairs. Defaults to
+            :data:`HELD_OUT_PHOTOS`.
+        short_side (int): The shorter side of every file, in pixels (aspect
+            kept, bicubic). Defaults to 375 (ImageNet's typical size).
+        quality (int): JPEG quality. Defaults to 90.
+
+    Returns:
+        List[str]: The written paths, in the order of ``photos``.
+    """
+    os.makedirs(folder, exist_ok=True)
+    arrays = load_photos(tuple(name for name, _ in photos))
+    paths = []
+    for name, label in photos:
+        image = Image.fromarray(arrays[name])
+        scale = short_side / min(image.size)
+        image = image.resize((round(image.width * scale),
+                              round(image.height * scale)), Image.BICUBIC)
+        path = osp.join(folder, f'{label}.JPEG')
+        image.save(path, quality=quality)
+        paths.append(path)
+    return paths

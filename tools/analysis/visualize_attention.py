@@ -24,8 +24,7 @@ from mmengine.config import DictAction
 from mmengine.logging import print_log
 
 import mvp_mm  # noqa: F401  (registers MVP's modules)
-from mvp_mm.analysis import (cls_attention_maps, figure_row,
-                             load_vit_subject, overlay_heatmap)
+from mvp_mm.analysis import attention_panels, figure_row, load_vit_subject
 
 
 def parse_args():
@@ -58,16 +57,7 @@ def main():
     ]
     os.makedirs(args.out, exist_ok=True)
     for path in args.images:
-        panels, titles = [], ['input']
-        for subject in subjects:
-            crop, x = subject.prepare(path)
-            heat = cls_attention_maps(subject.forward, subject.attention, x,
-                                      subject.grid,
-                                      subject.num_prefix_tokens)[0]
-            if not panels:
-                panels.append(crop)
-            panels.append(overlay_heatmap(crop, heat, args.alpha))
-            titles.append(subject.name)
+        panels, titles = attention_panels(subjects, path, args.alpha)
         out = osp.join(args.out,
                        osp.splitext(osp.basename(path))[0] + '_attention.png')
         figure_row(panels, titles, args.size).save(out)

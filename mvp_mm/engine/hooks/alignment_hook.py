@@ -41,7 +41,9 @@ class MVPAlignmentHook(Hook):
     and at the last one, it runs ``MVP.predict`` (:meth:`MVP.alignment`) on
     ``dataloader`` and reduces with :class:`MVPAlignmentMetric` (across
     ranks), then logs ``alignment/cls``, ``alignment/masked`` and
-    ``alignment/visible`` to the log and the visualizer backends.
+    ``alignment/visible`` to the log and the visualizer backends, and puts
+    them in the message hub (``runner.message_hub.get_scalar(
+    'alignment/cls')``) for other hooks.
 
     The held-out pipeline adds a ``mask`` (``BlockwiseMaskGenerator``) as
     the training pipeline does (a config that masks nothing, like FD-CLIP's,
@@ -102,6 +104,7 @@ class MVPAlignmentHook(Hook):
                 self.is_last_train_iter(runner):
             scores = self.evaluate(runner.model)
             runner.visualizer.add_scalars(scores, step=runner.iter + 1)
+            runner.message_hub.update_scalars(scores)
             text = '  '.join(f'{k}: {v:.4f}' for k, v in scores.items())
             runner.logger.info(
                 f'Held-out alignment at iter {runner.iter + 1}: {text}')
