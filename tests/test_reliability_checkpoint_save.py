@@ -258,3 +258,40 @@ def test_empty_last_checkpoint_falls_back_to_the_newest_complete(tmp_path):
     open(osp.join(work, 'last_checkpoint'), 'w').close()
     # 10 > 4 > 2 by step, though iter_10.pth sorts before iter_2.pth
     assert find_resume_checkpoint(work) == osp.join(work, 'iter_10.pth')
+
+
+def test_mmengine_unused_file_client_notices_are_dropped(tmp_path,
+                                                         logged_warnings):
+    """mmengine's CheckpointHook.before_train builds a FileClient it never
+    uses and logs two deprecation notices on every run; ours drops exactly
+    those, while its own warnings (a leftover .partial) still show."""
+    with open(tmp_path / 'iter_2.pth.partial', 'wb') as f:
+        f.write(b'cut short')
+    from mmengine.hooks import CheckpointHook
+    stock = CheckpointHook(interval=2, by_epoch=False)
+    stock.before_train(_Runner(str(tmp_path)))
+    stock_messages = [r.getMessage() for r in logged_warnings]
+    assert any(m.startswith(hook_module.UNUSED_FILE_CLIENT_NOTICES)
+               for m in stock_messages)  # what mmengine logs
+    logged_warnings.clear()
+    _hook(_Runner(str(tmp_path)))
+    messages = [r.getMessage() for r in logged_warnings]
+    assert not any(m.startswith(hook_module.UNUSED_FILE_CLIENT_NOTICES)
+                   for m in messages), messages
+    assert any('iter_2.pth.partial' in m for m in messages)
+    assert not MMLogger.get_current_instance().filters  # filter removed
+
+
+def test_every_config_saves_atomically():
+    """Pre-training and downstream configs alike (the mmseg-scope ones by
+    mmpretrain's registry)."""
+    configs = sorted(
+        osp.join(folder, name)
+        for folder, _, names in os.walk(osp.join(
+            osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs'))
+        for name in names if name.endswith('.py'))
+    assert len(configs) >= 12
+    for config in configs:
+        kind = Config.fromfile(config).default_hooks.checkpoint.type
+        assert kind in ('AtomicCheckpointHook',
+                        'mmpretrain.AtomicCheckpointHook'), (config, kind)

@@ -54,6 +54,9 @@ auto_scale_lr = dict(base_batch_size=1024)
 # BEiT fine-tunes without gradient clipping, so no gradient norm is computed
 # to check (AMP: steps with non-finite gradients are skipped and counted).
 custom_hooks = [dict(type='NonFiniteGuardHook')]
+# Checkpoints are written atomically, as in pre-training: a killed or failed
+# save never replaces a good checkpoint (docs/troubleshooting.md).
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
 
 # §4.1: "a cosine decay learning rate scheduler is applied. We fine-tune the
 # ViT-B/16 last for 100 epochs with 20 warm-up epochs". Linear warm-up from

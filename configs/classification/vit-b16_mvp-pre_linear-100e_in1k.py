@@ -36,6 +36,9 @@ auto_scale_lr = dict(base_batch_size=16384)  # MAE: 8 GPUs x 2048
 # a checkpoint is saved; a --resume / load_from file with NaN/Inf is refused.
 # No gradient clipping (MAE's recipe), so no gradient norm is checked.
 custom_hooks = [dict(type='NonFiniteGuardHook')]
+# Checkpoints are written atomically, as in pre-training: a killed or failed
+# save never replaces a good checkpoint (docs/troubleshooting.md).
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
 max_epochs = 100
 warmup_epochs = 10
 param_scheduler = [

@@ -70,3 +70,7 @@ auto_scale_lr = dict(enable=False, base_batch_size=16)
 # checked (AMP: steps with non-finite gradients are skipped and counted).
 # The hook lives in mmpretrain's registry, hence the scope prefix.
 custom_hooks = [dict(type='mmpretrain.NonFiniteGuardHook')]
+# Checkpoints are written atomically, as in pre-training: a killed or failed
+# save never replaces a good checkpoint (docs/troubleshooting.md).
+default_hooks = dict(
+    checkpoint=dict(type='mmpretrain.AtomicCheckpointHook'))

@@ -1,5 +1,6 @@
 """Checkpoints that a killed process can never leave half-written."""
 import errno
+import logging
 import os
 import os.path as osp
 import shutil
@@ -14,6 +15,20 @@ from mmpretrain.registry import HOOKS
 from ..resume import checkpoints_by_step
 
 PARTIAL_SUFFIX = '.partial'
+#: What mmengine's ``CheckpointHook.before_train`` logs at WARNING on every
+#: run: it builds a ``FileClient`` it does not use ("it will not be removed
+#: util the release of MMEngine1.0"), whose construction announces its own
+#: deprecation. Nothing in them is about the user's run.
+UNUSED_FILE_CLIENT_NOTICES = (
+    '"FileClient" will be deprecated',
+    '"HardDiskBackend" is the alias of "LocalBackend"')
+
+
+class _UnusedFileClientNotices(logging.Filter):
+    """Drops :data:`UNUSED_FILE_CLIENT_NOTICES`, and nothing else."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(UNUSED_FILE_CLIENT_NOTICES)
 
 
 def fsync_path(path: str) -> None:
@@ -82,7 +97,10 @@ class AtomicCheckpointHook(CheckpointHook):
     absent); ``--resume`` (:func:`mvp_mm.engine.find_resume_checkpoint`)
     continues from the newer, complete file. Other storage backends (e.g.
     object stores, which have no rename) fall back to mmengine's
-    behaviour. Same arguments as ``CheckpointHook``
+    behaviour. The two deprecation notices that mmengine's ``before_train``
+    logs about a ``FileClient`` it builds but never uses
+    (:data:`UNUSED_FILE_CLIENT_NOTICES`) are dropped. Same arguments as
+    ``CheckpointHook``
     (https://github.com/open-mmlab/mmengine/blob/v0.10.7/mmengine/hooks/checkpoint_hook.py).
     """
 
@@ -90,8 +108,14 @@ class AtomicCheckpointHook(CheckpointHook):
         return isinstance(self.file_backend, LocalBackend)
 
     def before_train(self, runner) -> None:
-        """Resolve the output folder; drop ``*.partial`` left by a kill."""
-        super().before_train(runner)
+        """Resolve the output folder (without mmengine's notices about its
+        unused FileClient); drop ``*.partial`` left by a kill."""
+        notices = _UnusedFileClientNotices()
+        runner.logger.addFilter(notices)
+        try:
+            super().before_train(runner)
+        finally:
+            runner.logger.removeFilter(notices)
         if not (self._is_local() and is_main_process()
                 and osp.isdir(self.out_dir)):
             return
