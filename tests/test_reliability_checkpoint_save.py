@@ -3,6 +3,7 @@ the previous checkpoint survives it (even with max_keep_ckpts=1), a kill
 between the rename and last_checkpoint still resumes the new checkpoint,
 and a full disk is a clear error that leaves everything as it was."""
 import errno
+import logging
 import os
 import os.path as osp
 import re
@@ -145,14 +146,13 @@ class _DiskFullRunner(_Runner):
     def __init__(self, work_dir: str, error: int = errno.ENOSPC):
         super().__init__(work_dir)
         self.error = error
-        self.warnings = []
-        self.logger = self  # records the hook's warnings
-
-    def warning(self, message):
-        self.warnings.append(message)
-
-    def info(self, message):
-        pass
+        self.warnings = []  # the hook's warnings
+        self.logger = logging.getLogger(f'disk_full_{id(self)}')
+        self.logger.propagate = False
+        handler = logging.Handler(logging.WARNING)
+        handler.emit = lambda record: self.warnings.append(
+            record.getMessage())
+        self.logger.addHandler(handler)
 
     def save_checkpoint(self, out_dir, filename, *args, **kwargs):
         with open(osp.join(out_dir, filename), 'wb') as f:

@@ -1,4 +1,5 @@
 """Checkpoints that a killed process can never leave half-written."""
+import contextlib
 import errno
 import logging
 import os
@@ -15,10 +16,11 @@ from mmpretrain.registry import HOOKS
 from ..resume import checkpoints_by_step
 
 PARTIAL_SUFFIX = '.partial'
-#: What mmengine's ``CheckpointHook.before_train`` logs at WARNING on every
-#: run: it builds a ``FileClient`` it does not use ("it will not be removed
-#: util the release of MMEngine1.0"), whose construction announces its own
-#: deprecation. Nothing in them is about the user's run.
+#: What mmengine logs at WARNING on every run, from ``CheckpointHook.
+#: before_train`` and ``mmengine.runner.save_checkpoint``: both build a
+#: ``FileClient`` they do not use ("it will not be removed util the release
+#: of MMEngine1.0"), whose construction announces its own deprecation.
+#: Nothing in them is about the user's run.
 UNUSED_FILE_CLIENT_NOTICES = (
     '"FileClient" will be deprecated',
     '"HardDiskBackend" is the alias of "LocalBackend"')
@@ -29,6 +31,17 @@ class _UnusedFileClientNotices(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith(UNUSED_FILE_CLIENT_NOTICES)
+
+
+@contextlib.contextmanager
+def _without_unused_file_client_notices(logger: logging.Logger):
+    """``logger`` drops :data:`UNUSED_FILE_CLIENT_NOTICES` inside."""
+    notices = _UnusedFileClientNotices()
+    logger.addFilter(notices)
+    try:
+        yield
+    finally:
+        logger.removeFilter(notices)
 
 
 def fsync_path(path: str) -> None:
@@ -98,8 +111,8 @@ class AtomicCheckpointHook(CheckpointHook):
     continues from the newer, complete file. Other storage backends (e.g.
     object stores, which have no rename) fall back to mmengine's
     behaviour. The two deprecation notices that mmengine's ``before_train``
-    logs about a ``FileClient`` it builds but never uses
-    (:data:`UNUSED_FILE_CLIENT_NOTICES`) are dropped. Same arguments as
+    logs at start and at each save about a ``FileClient`` it builds but
+    never uses (:data:`UNUSED_FILE_CLIENT_NOTICES`) are dropped. Same arguments as
     ``CheckpointHook``
     (https://github.com/open-mmlab/mmengine/blob/v0.10.7/mmengine/hooks/checkpoint_hook.py).
     """
@@ -110,12 +123,8 @@ class AtomicCheckpointHook(CheckpointHook):
     def before_train(self, runner) -> None:
         """Resolve the output folder (without mmengine's notices about its
         unused FileClient); drop ``*.partial`` left by a kill."""
-        notices = _UnusedFileClientNotices()
-        runner.logger.addFilter(notices)
-        try:
+        with _without_unused_file_client_notices(runner.logger):
             super().before_train(runner)
-        finally:
-            runner.logger.removeFilter(notices)
         if not (self._is_local() and is_main_process()
                 and osp.isdir(self.out_dir)):
             return
@@ -127,9 +136,14 @@ class AtomicCheckpointHook(CheckpointHook):
                 os.remove(osp.join(self.out_dir, name))
 
     def _save_checkpoint_with_step(self, runner, step, meta) -> None:
-        if not self._is_local():
-            super()._save_checkpoint_with_step(runner, step, meta)
-            return
+        with _without_unused_file_client_notices(runner.logger):
+            if self._is_local():
+                self._save_atomically(runner, step, meta)
+            else:
+                super()._save_checkpoint_with_step(runner, step, meta)
+
+    def _save_atomically(self, runner, step, meta) -> None:
+        """Steps 1-3 of the class docstring."""
         expired = self._update_kept_steps(runner, step)
         ckpt_filename = self.filename_tmpl.format(step)
         self.last_ckpt = self.file_backend.join_path(self.out_dir,
