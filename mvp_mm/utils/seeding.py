@@ -44,6 +44,5 @@ def seed_global_rngs(seed: int) -> None:
     Args:
         seed (int): A seed in ``[0, 2**32)``.
     """
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    seed_cpu_rngs(seed)
+    torch.manual_seed(seed)  # torch's CPU generator again, and accelerators
