@@ -17,8 +17,8 @@ _base_ = './mvp_vit-b16_300e_in1k.py'
 custom_imports = dict(imports=['mvp_mm'], allow_failed_imports=False)
 
 # ---------------------------------------------------------------- data
-# MVP's pipeline without its mask generator: no masking (FD:data/data_fd.py
-# :24-39 has no mask; FD:models/feature_distillation.py:139 encodes the whole
+# MVP's pipeline without its mask generator and colour jitter: no masking
+# and no jitter (FD:data/data_fd.py:24-39 has neither; FD:models/feature_distillation.py:139 encodes the whole
 # image). The random resized crop's scale (0.08, 1) (FD:yaml AUG.MIN_SCALE)
 # and aspect (3/4, 4/3) (FD:data/data_fd.py:31) are MVP's already (MVP's
 # RandomResizedCropFromFile); its interpolation is torchvision's default,
@@ -28,7 +28,8 @@ custom_imports = dict(imports=['mvp_mm'], allow_failed_imports=False)
 train_pipeline = [
     dict(t, interpolation='bilinear')
     if t.type == 'RandomResizedCropFromFile' else t
-    for t in _base_.train_pipeline if t.type != 'BlockwiseMaskGenerator'
+    for t in _base_.train_pipeline
+    if t.type not in ('BlockwiseMaskGenerator', 'ColorJitter')
 ]
 # 8 GPUs x 256 = 2048, as MVP; FD ran 16 GPUs x 128 = 2048 (FD:README.md,
 # "nproc_per_node=16 ... --batch-size 128").
@@ -68,14 +69,10 @@ model = dict(
 # 1.2e-3, 2e-6, 2e-5. AdamW betas (0.9, 0.999), eps 1e-8 (FD:config.py:144-
 # 146), weight decay 0.05 (FD:yaml) on every weight that is not 1-D, a bias,
 # pos_embed or cls_token (FD:optimizer.py:56-57, models/vision_transformer.py
-# :357-358): MVP's paramwise_cfg, except that FD decays the shared relative
-# position bias table (2-D, not exempted). Gradient clipping 3.0 (FD:yaml
+# :357-358): MVP's paramwise_cfg (the shared relative position bias table,
+# 2-D, decays in both). Gradient clipping 3.0 (FD:yaml
 # CLIP_GRAD) and fp16 AMP (FD:main_fd.py:58) are MVP's.
-optim_wrapper = dict(
-    optimizer=dict(lr=1.2e-3),
-    paramwise_cfg=dict(custom_keys={
-        'relative_position_bias_table': dict(decay_mult=1.0)
-    }))
+optim_wrapper = dict(optimizer=dict(lr=1.2e-3))
 # 10 warm-up epochs, linear from 2e-6 (start_factor 2e-6 / 1.2e-3), then
 # cosine to 2e-5 over the remaining 290, per iteration (FD:yaml EPOCHS,
 # WARMUP_EPOCHS; FD:lr_scheduler.py:27-38).

@@ -21,12 +21,13 @@ _base_ = './mvp_vit-b16_300e_in1k.py'
 custom_imports = dict(imports=['mvp_mm'], allow_failed_imports=False)
 
 # ---------------------------------------------------------------- data
-# Block-wise masking of 40% of the 14 x 14 patches: 78 (40% of 196 = 78.4)
-# [reimpl: "Block masking at 40%"; dBOT's CLIP recipe masks 78 too]. BEiT's
-# block shapes (min 16 patches, aspect 0.3) as MVP. Crops, flips and no colour
-# jitter: MVP's [open: the re-implementation's scale 0.2 and jitter 0.4 are
-# not attributed to the paper; MVP's data keep the comparison controlled].
-num_masking_patches = 78
+# Block-wise masking of "40%" of the 14 x 14 patches: 75, the BEiT family's
+# count (microsoft/unilm@768a3c8 beit/README.md:106 and beit2/PRETRAINING.md:22
+# `--num_mask_patches 75`, 38% of 196): MaskDistill's author states it is
+# built on BEiT v2 (unilm issue 1579); 78 = round(0.4 * 196) is dBOT's count.
+# BEiT's block shapes (min 16 patches, aspect 0.3), crops, flips and colour
+# jitter: MVP's (BEiT's).
+num_masking_patches = 75
 train_pipeline = [
     dict(t, num_masking_patches=num_masking_patches)
     if t.type == 'BlockwiseMaskGenerator' else t
@@ -57,10 +58,14 @@ model = dict(
                   criterion='smooth_l1', beta=1.0)),
     # CLIP ViT-B/16, OpenAI weights, frozen [reimpl]; "normalized" targets
     # [abstract] = LayerNorm without affine parameters per token [reimpl:
-    # "LayerNorm on teacher features", "variance LayerNorm"]. Which point of
-    # the tower: the last block's output, before ln_post and the projection
-    # (768-d) [open: not found in the paper; both re-implementations take it].
-    target_generator=dict(features='last_block', target_norm='layer_norm'))
+    # "LayerNorm on teacher features", "variance LayerNorm"]. Tap point: the
+    # last block's tokens through ln_post, not projected (768-d): BEiT v2's
+    # CLIP teacher, on which MaskDistill is based (unilm issue 1579), exposes
+    # per-token features only after ln_post (microsoft/unilm@768a3c8
+    # beit2/vqkd_teacher/clip/model.py:265-270: ln_post, optionally @ proj)
+    # [open: the paper does not name the point; the re-implementations take
+    # the raw last block].
+    target_generator=dict(features='ln_post', target_norm='layer_norm'))
 
 # ---------------------------------------------------------------- schedule
 # MVP's (BEiT's): AdamW lr 1.5e-3 at batch 2048, betas (0.9, 0.999), weight

@@ -25,8 +25,7 @@ train_pipeline = [
     # (on_error='skip' skips it, logged and counted).
     dict(type='ApplySampleSeed'),
     # §3.3.3: "the image resolution of the input is set as 224x224".
-    # Scale range and bicubic: BEiT (the paper is silent). BEiT's colour
-    # jitter is left out: the teacher sees the student's own pixels.
+    # Scale range and bicubic: BEiT (the paper is silent).
     # RandomResizedCropFromFile = CheckedLoadImageFromFile + mmpretrain's
     # RandomResizedCrop (same boxes, same RNG draws), fast: JPEG decoded at
     # 1/2-1/8 scale when the crop is downscaled that much anyway, Pillow's
@@ -41,6 +40,18 @@ train_pipeline = [
         backend='pillow',
         exact=False,
         on_error='raise'),
+    # BEiT's colour jitter (microsoft/unilm@768a3c8 beit/datasets.py:34,
+    # ColorJitter(0.4, 0.4, 0.4) in the transform common to the student and
+    # the tokenizer; mmpretrain's BEiT base config too): the teacher sees the
+    # jittered pixels, as BEiT's tokenizer does. Ours: applied to the decoded
+    # crop rather than the whole image before it, so the fast crop keeps
+    # decoding at reduced scale. Brightness and saturation are per-pixel, so
+    # they commute with the crop (up to uint8 rounding and bicubic overshoot
+    # clipping); contrast blends with the mean grey of the crop instead of
+    # the whole image. Factors are drawn from numpy, which ApplySampleSeed
+    # seeds per sample: same jitter after --resume.
+    dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4,
+         hue=0.),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     # §3.3.3: "Blockwise Masking scheme is employed to mask 75 visual tokens
     # as BEIT"; min block 16 patches and aspect 0.3..1/0.3: BEiT.
@@ -107,9 +118,15 @@ model = dict(
         use_rel_pos_bias=False,
         use_shared_rel_pos_bias=True,
         layer_scale_init_value=0.1,
+        # BEiT's trunc_normal_ truncates at +-1 std (microsoft/unilm@768a3c8
+        # beit/modeling_pretrain.py:21-22, used at :86-95); mmengine's default
+        # bounds (+-2 absolute) do not truncate at std 0.02 and clamp rare
+        # draws to +-2.0. cls/mask tokens: FusedBEiTPretrainViT.init_weights.
         init_cfg=[
-            dict(type='TruncNormal', std=0.02, layer='Linear'),
-            dict(type='TruncNormal', std=0.02, layer='Conv2d'),
+            dict(type='TruncNormal', std=0.02, a=-0.02, b=0.02,
+                 layer='Linear'),
+            dict(type='TruncNormal', std=0.02, a=-0.02, b=0.02,
+                 layer='Conv2d'),
             dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0)
         ]),
     # §3.4: "only one fully-connected layer" into CLIP's space; its in/out
@@ -127,8 +144,11 @@ model = dict(
 # ---------------------------------------------------------------- schedule
 # §3.3.3: "AdamW optimizer ... initial learning rate and weight decay are set
 # as 1.5e-3 and 5e-2". betas, grad clip 3.0, fp16 AMP with dynamic loss scale
-# and no weight decay on norms/biases/tokens/gamma come from the BEiT base
-# (AmpOptimWrapper; tools/train.py switches to fp32 on a machine with no GPU).
+# come from the BEiT base (AmpOptimWrapper; tools/train.py switches to fp32 on
+# a machine with no GPU). No weight decay, as official BEiT: 1-D parameters
+# (norms, q/v biases, layer-scale gamma), biases, pos_embed and cls_token
+# (microsoft/unilm@768a3c8 beit/optim_factory.py:65, beit/modeling_pretrain.py:100-101);
+# mask_token and the relative position bias table decay, as in BEiT.
 # fused=True: PyTorch's fused AdamW kernel, the same update in one pass per
 # tensor (CUDA; CPU from torch 2.4, where AdamW otherwise runs a per-tensor
 # loop of small ops; tools/train.py drops it where neither is available).
@@ -143,9 +163,7 @@ optim_wrapper = dict(
             'q_bias': dict(decay_mult=0.0),
             'v_bias': dict(decay_mult=0.0),
             '.cls_token': dict(decay_mult=0.0),
-            '.mask_token': dict(decay_mult=0.0),
             '.pos_embed': dict(decay_mult=0.0),
-            'relative_position_bias_table': dict(decay_mult=0.0),
             '.gamma': dict(decay_mult=0.0),
         }))
 # §3.3.3: "a cosine decay learning rate scheduler"; 10 warm-up epochs and

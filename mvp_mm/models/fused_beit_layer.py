@@ -2,6 +2,7 @@
 from typing import Optional
 
 import torch
+from mmengine.model import BaseModule
 from mmpretrain.models.backbones.beit import BEiTTransformerEncoderLayer
 from torch import nn
 
@@ -39,6 +40,17 @@ class FusedBEiTTransformerEncoderLayer(BEiTTransformerEncoderLayer):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._fuse()
+
+    def init_weights(self) -> None:
+        """Leave the FFN to the backbone's ``init_cfg``, as official BEiT.
+
+        mmpretrain's layer re-draws its FFN weights Xavier-uniform (+-0.25
+        at width 32); official BEiT initialises every Linear, the MLP's
+        included, with its truncated normal and zero bias
+        (https://github.com/microsoft/unilm/blob/768a3c8/beit/
+        modeling_pretrain.py#L86-L90).
+        """
+        BaseModule.init_weights(self)
 
     @classmethod
     def from_layer(cls, layer: BEiTTransformerEncoderLayer

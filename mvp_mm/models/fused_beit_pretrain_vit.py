@@ -2,6 +2,7 @@
 from typing import Optional, Tuple
 
 import torch
+from mmengine.model.weight_init import trunc_normal_
 from mmcv.cnn.bricks.drop import DropPath
 from torch.utils.checkpoint import checkpoint
 
@@ -54,6 +55,22 @@ class FusedBEiTPretrainViT(BEiTPretrainViT):
         for module in self.modules():
             if isinstance(module, DropPath):
                 module.drop_prob = float(module.drop_prob)
+
+    def init_weights(self) -> None:
+        """The parent's init, with cls and mask tokens truncated at +-1 std.
+
+        Official BEiT draws them with ``trunc_normal_(std=.02, a=-std,
+        b=std)`` (https://github.com/microsoft/unilm/blob/768a3c8/beit/
+        modeling_pretrain.py#L21-L22, L72-L73); the parent truncates at +-2
+        (absolute), i.e. not at all at std 0.02. Linear and Conv2d weights
+        follow ``init_cfg`` (the configs pass BEiT's bounds).
+        """
+        super().init_weights()
+        if isinstance(self.init_cfg, dict) and \
+                self.init_cfg['type'] == 'Pretrained':
+            return
+        for token in (self.cls_token, self.mask_token):
+            trunc_normal_(token, std=0.02, a=-0.02, b=0.02)
 
     def forward(self, x: torch.Tensor,
                 mask: Optional[torch.Tensor]) -> Tuple[torch.Tensor]:
