@@ -13,7 +13,7 @@ TOOLS = ('train.py', 'test.py', 'demo.py', 'export_timm.py', 'benchmark.py',
 
 # Imports mvp_mm, then does what a pre-training and a segmentation run do
 # first: load the configs (mmpretrain:: / mmseg:: bases), build the models
-# tiny, the segmentation pipeline and runtime hooks; then one unrelated
+# tiny, BEiT's colour jitter, the segmentation pipeline and runtime hooks; then one unrelated
 # warning, which must still show.
 USE_THE_CONFIGS = r'''
 import sys
@@ -25,6 +25,12 @@ from mmpretrain.registry import MODELS
 from tiny import tiny_pretrain_cfg
 from tiny_downstream import SEG_UPERNET, tiny_segmentation_cfg
 MODELS.build(tiny_pretrain_cfg('data', 'work').model)
+import numpy as np
+from mmpretrain.registry import TRANSFORMS as PRETRAIN_TRANSFORMS
+paper = Config.fromfile({paper!r})
+jitter, = [step for step in paper.train_dataloader.dataset.pipeline
+           if step.type == 'ColorJitter']
+PRETRAIN_TRANSFORMS.build(jitter)(dict(img=np.zeros((8, 8, 3), np.uint8)))
 seg = tiny_segmentation_cfg(SEG_UPERNET, 'data', 'work', pretrained=None)
 init_default_scope('mmseg')
 from mmseg.registry import HOOKS, MODELS as SEG_MODELS, TRANSFORMS
@@ -52,7 +58,9 @@ def _shown(stderr: str):
 
 
 def test_own_configs_trigger_no_dependency_warning():
-    script = USE_THE_CONFIGS.format(tests=osp.join(REPO, 'tests'))
+    script = USE_THE_CONFIGS.format(
+        tests=osp.join(REPO, 'tests'),
+        paper=osp.join(REPO, 'configs/pretrain/mvp_vit-b16_300e_in1k.py'))
     run = _python('-c', script)
     assert run.returncode == 0, run.stderr[-3000:]
     assert _shown(run.stderr) == []

@@ -40,6 +40,11 @@ DEPENDENCY_WARNINGS = (
      r'mmseg\.models\.losses\.cross_entropy_loss',
      'An announcement of the default, which the segmentation configs keep: '
      "BEiT's loss averages over all pixels."),
+    (r"Only use 'alpha' for pillow backend", UserWarning,
+     r'mmcv\.image\.photometric',
+     "mmpretrain's ColorJitter (BEiT's jitter in the pre-training configs) "
+     "adjusts saturation with the pillow backend, which takes alpha only, "
+     'as it calls it; the warning fires on every sample.'),
     (r'The draw is False', UserWarning,
      r'mmseg\.engine\.hooks\.visualization_hook',
      "mmseg's default runtime adds SegVisualizationHook with draw=False."),
