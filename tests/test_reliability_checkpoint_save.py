@@ -7,6 +7,7 @@ import logging
 import os
 import os.path as osp
 import re
+import uuid
 
 import pytest
 import torch
@@ -29,7 +30,12 @@ class _Runner:
 
     def __init__(self, work_dir: str):
         self.work_dir = work_dir
-        self.message_hub = MessageHub.get_instance(f'atomic{id(self)}')
+        # A fresh hub: MessageHub instances live as long as the process,
+        # and a name from id() comes back once an earlier runner is freed,
+        # handing this one that run's kept-checkpoint record, which
+        # CheckpointHook.before_train acts on (deleting checkpoints).
+        self.message_hub = MessageHub.get_instance(
+            f'atomic_{uuid.uuid4().hex}')
         self.logger = MMLogger.get_current_instance()
         self.die_after_bytes = None
 

@@ -5,6 +5,7 @@ import os
 import os.path as osp
 import runpy
 import sys
+import uuid
 
 import pytest
 import torch
@@ -162,7 +163,8 @@ class _Runner:
     def __init__(self, model=None, iteration=0, loss_scaler=None):
         self.model = model
         self.iter, self.epoch = iteration, 0
-        self.message_hub = MessageHub.get_instance(f'reliability{id(self)}')
+        self.message_hub = MessageHub.get_instance(
+            f'reliability_{uuid.uuid4().hex}')  # fresh: id() names recur
         self.logger = MMLogger.get_current_instance()
         self.hooks = []  # no CheckpointHook: no save is due
         self.optim_wrapper = type('Wrapper', (), {})()

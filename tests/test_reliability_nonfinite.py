@@ -16,6 +16,7 @@ import os.path as osp
 import re
 import runpy
 import sys
+import uuid
 
 import pytest
 import torch
@@ -327,7 +328,8 @@ class _Runner:
         self.model, self.optim_wrapper = model, optim_wrapper
         self.iter, self.epoch = 0, 0
         self.hooks = []
-        self.message_hub = MessageHub.get_instance(f'nonfinite{id(self)}')
+        self.message_hub = MessageHub.get_instance(
+            f'nonfinite_{uuid.uuid4().hex}')  # fresh: id() names recur
         self.logger = MMLogger.get_current_instance()
 
 
