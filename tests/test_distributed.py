@@ -95,6 +95,10 @@ from mmengine.dist import init_dist
 init_dist('pytorch')
 print('initialized:', dist.is_initialized(), flush=True)
 if sys.argv[1] == 'crash':
+    # Both ranks are through init_process_group first: rank 0 can return
+    # from gloo's connectFullMesh while rank 1 is still in it, and leaving
+    # then fails rank 1's init ('Connection closed by peer').
+    dist.barrier()
     if os.environ['RANK'] == '0':
         raise RuntimeError('rank 0 crashed')
     while not os.path.exists(sys.argv[2]):  # until the test says so
