@@ -18,9 +18,10 @@ custom_imports = dict(imports=['mvp_mm'], allow_failed_imports=False)
 
 # ---------------------------------------------------------------- data
 # MVP's pipeline without its mask generator and colour jitter: no masking
-# and no jitter (FD:data/data_fd.py:24-39 has neither; FD:models/feature_distillation.py:139 encodes the whole
-# image). The random resized crop's scale (0.08, 1) (FD:yaml AUG.MIN_SCALE)
-# and aspect (3/4, 4/3) (FD:data/data_fd.py:31) are MVP's already (MVP's
+# and no jitter (FD:data/data_fd.py:24-39 has neither;
+# FD:models/feature_distillation.py:139 encodes the whole image). The
+# random resized crop's scale (0.08, 1) (FD:yaml AUG.MIN_SCALE) and aspect
+# (3/4, 4/3) (FD:data/data_fd.py:31) are MVP's already (MVP's
 # RandomResizedCropFromFile); its interpolation is torchvision's default,
 # bilinear (FD:data/data_fd.py:31; MVP/BEiT: bicubic).
 # Horizontal flip (FD:data/data_fd.py:32) and ImageNet mean/std

@@ -147,8 +147,9 @@ model = dict(
 # come from the BEiT base (AmpOptimWrapper; tools/train.py switches to fp32 on
 # a machine with no GPU). No weight decay, as official BEiT: 1-D parameters
 # (norms, q/v biases, layer-scale gamma), biases, pos_embed and cls_token
-# (microsoft/unilm@768a3c8 beit/optim_factory.py:65, beit/modeling_pretrain.py:100-101);
-# mask_token and the relative position bias table decay, as in BEiT.
+# (microsoft/unilm@768a3c8 beit/optim_factory.py:65,
+# beit/modeling_pretrain.py:100-101); mask_token and the relative position
+# bias table decay, as in BEiT.
 # fused=True: PyTorch's fused AdamW kernel, the same update in one pass per
 # tensor (CUDA; CPU from torch 2.4, where AdamW otherwise runs a per-tensor
 # loop of small ops; tools/train.py drops it where neither is available).

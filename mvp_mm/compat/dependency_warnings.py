@@ -43,8 +43,8 @@ DEPENDENCY_WARNINGS = (
     (r"Only use 'alpha' for pillow backend", UserWarning,
      r'mmcv\.image\.photometric',
      "mmpretrain's ColorJitter (BEiT's jitter in the pre-training configs) "
-     "adjusts saturation with the pillow backend, which takes alpha only, "
-     'as it calls it; the warning fires on every sample.'),
+     'calls mmcv.adjust_color with the pillow backend and alpha alone, '
+     'which is all that backend takes; mmcv warns on every sample.'),
     (r'The draw is False', UserWarning,
      r'mmseg\.engine\.hooks\.visualization_hook',
      "mmseg's default runtime adds SegVisualizationHook with draw=False."),
