@@ -43,7 +43,7 @@ values, and both teachers load the same file.
 
 With ``--data`` it times the config's training data pipeline instead,
 per CPU core, against mmpretrain's stock BEiT pipeline (see
-``tools/benchmark_data.py``).
+``tools/benchmarking/data_pipeline.py``).
 
 Examples::
 
@@ -85,7 +85,8 @@ from mmpretrain.structures import DataSample
 from mvp_mm.datasets.transforms import BlockwiseMaskGenerator
 from mvp_mm.utils import mvp_step_flops
 
-from benchmark_data import benchmark_data_pipelines, print_data_table
+from benchmarking.data_pipeline import (benchmark_data_pipelines,
+                                      print_data_table)
 
 LOSS_TOLERANCE = 1e-4
 # The targets, as ratios measured in one run on one machine.

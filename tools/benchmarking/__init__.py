@@ -1,0 +1,1 @@
+"""The parts of ``tools/benchmark.py``: step timing, the stock baseline, masks, the data pipeline, the report."""
