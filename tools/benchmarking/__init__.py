@@ -1,1 +1,4 @@
-"""The parts of ``tools/benchmark.py``: step timing, the stock baseline, masks, the data pipeline, the report."""
+"""The parts of ``tools/benchmark.py``, one concern each: ``timing``
+(rounds, paired ratios, memory), ``baselines`` (the stock-parts step),
+``masks``, ``data_pipeline`` (``--data``), ``report`` (targets, MFU, table,
+JSON)."""
