@@ -18,7 +18,7 @@ from mmengine.utils import digit_version
 
 import mvp_mm  # noqa: F401  (compatibility layers + registration)
 from mvp_mm.datasets import check_dataloader_data
-from mvp_mm.engine import resolve_resume
+from mvp_mm.engine import StoppedBySignal, resolve_resume
 
 
 def parse_args(argv=None):
@@ -157,10 +157,18 @@ def main():
         else RUNNERS.build(cfg)
     if cfg.get('compile'):
         plain_param_groups(runner)
-    runner.train()
+    try:
+        runner.train()
+    except StoppedBySignal:  # all ranks stop together, checkpoint saved
+        leave_process_group()
+        raise
+    leave_process_group()
+
+
+def leave_process_group() -> None:
+    """Ranks leave together, so none exits while another still talks to it
+    (mmengine never tears the process group down)."""
     if torch.distributed.is_initialized():
-        # Ranks leave together, so none exits while another still talks to
-        # it (mmengine never tears the process group down).
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 

@@ -183,7 +183,9 @@ train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
 # loss or gradient norm stops the run, and so do NaN/Inf or exploded weights
 # before a save (AMP: steps with non-finite gradients are skipped and
 # counted); a --resume checkpoint that does not match the model, or holds
-# NaN/Inf, is an error.
+# NaN/Inf, is an error. SIGTERM / SIGUSR1 (a cluster's time limit or
+# pre-emption) finish the iteration, save it and exit with code 75
+# (docs/cluster.md).
 default_hooks = dict(
     checkpoint=dict(type='AtomicCheckpointHook', interval=1,
                     max_keep_ckpts=3))
@@ -191,6 +193,7 @@ custom_hooks = [
     dict(type='IterationSeedHook'),
     dict(type='NonFiniteGuardHook'),
     dict(type='StrictCheckpointLoadHook'),
+    dict(type='SaveOnSignalHook'),
 ]
 randomness = dict(seed=0, diff_rank_seed=True)
 # Every student parameter gets a gradient from Eq. 9 (the teacher has none).

@@ -1,11 +1,14 @@
-from .hooks import (AtomicCheckpointHook, IterationSeedHook,
-                    MVPAlignmentHook, NonFiniteGuardHook,
-                    StrictCheckpointLoadHook)
+from .hooks import (STOPPED_BY_SIGNAL_EXIT_CODE, AtomicCheckpointHook,
+                    IterationSeedHook, MVPAlignmentHook, NonFiniteGuardHook,
+                    SaveOnSignalHook, StoppedBySignal,
+                    StrictCheckpointLoadHook, TriggeredCheckpointHook)
 from .resume import (check_checkpoint_file, find_resume_checkpoint,
                      resolve_resume)
 
 __all__ = [
     'AtomicCheckpointHook', 'IterationSeedHook', 'MVPAlignmentHook',
-    'NonFiniteGuardHook', 'StrictCheckpointLoadHook', 'check_checkpoint_file',
+    'NonFiniteGuardHook', 'STOPPED_BY_SIGNAL_EXIT_CODE', 'SaveOnSignalHook',
+    'StoppedBySignal', 'StrictCheckpointLoadHook', 'TriggeredCheckpointHook',
+    'check_checkpoint_file',
     'find_resume_checkpoint', 'resolve_resume'
 ]

@@ -2,9 +2,13 @@ from .alignment_hook import MVPAlignmentHook
 from .atomic_checkpoint_hook import AtomicCheckpointHook
 from .iteration_seed_hook import IterationSeedHook
 from .non_finite_guard_hook import NonFiniteGuardHook
+from .save_on_signal_hook import (STOPPED_BY_SIGNAL_EXIT_CODE, SaveOnSignalHook,
+                                  StoppedBySignal)
 from .strict_checkpoint_load_hook import StrictCheckpointLoadHook
+from .triggered_checkpoint_hook import TriggeredCheckpointHook
 
 __all__ = [
     'AtomicCheckpointHook', 'IterationSeedHook', 'MVPAlignmentHook',
-    'NonFiniteGuardHook', 'StrictCheckpointLoadHook'
+    'NonFiniteGuardHook', 'STOPPED_BY_SIGNAL_EXIT_CODE', 'SaveOnSignalHook',
+    'StoppedBySignal', 'StrictCheckpointLoadHook', 'TriggeredCheckpointHook'
 ]
