@@ -183,9 +183,10 @@ train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
 # loss or gradient norm stops the run, and so do NaN/Inf or exploded weights
 # before a save (AMP: steps with non-finite gradients are skipped and
 # counted); a --resume checkpoint that does not match the model, or holds
-# NaN/Inf, is an error. SIGTERM / SIGUSR1 (a cluster's time limit or
-# pre-emption) finish the iteration, save it and exit with code 75
-# (docs/cluster.md).
+# NaN/Inf, is an error. Cluster jobs (docs/cluster.md): a checkpoint every 30
+# minutes of wall time inside the epochs (timed_iter_N.pth, the last 2 kept);
+# SIGTERM / SIGUSR1 (a time limit, pre-emption) finish the iteration, save it
+# and exit with code 75.
 default_hooks = dict(
     checkpoint=dict(type='AtomicCheckpointHook', interval=1,
                     max_keep_ckpts=3))
@@ -193,6 +194,7 @@ custom_hooks = [
     dict(type='IterationSeedHook'),
     dict(type='NonFiniteGuardHook'),
     dict(type='StrictCheckpointLoadHook'),
+    dict(type='TimedCheckpointHook', interval_minutes=30, max_keep_ckpts=2),
     dict(type='SaveOnSignalHook'),
 ]
 randomness = dict(seed=0, diff_rank_seed=True)

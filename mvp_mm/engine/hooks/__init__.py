@@ -5,10 +5,12 @@ from .non_finite_guard_hook import NonFiniteGuardHook
 from .save_on_signal_hook import (STOPPED_BY_SIGNAL_EXIT_CODE, SaveOnSignalHook,
                                   StoppedBySignal)
 from .strict_checkpoint_load_hook import StrictCheckpointLoadHook
+from .timed_checkpoint_hook import TimedCheckpointHook
 from .triggered_checkpoint_hook import TriggeredCheckpointHook
 
 __all__ = [
     'AtomicCheckpointHook', 'IterationSeedHook', 'MVPAlignmentHook',
     'NonFiniteGuardHook', 'STOPPED_BY_SIGNAL_EXIT_CODE', 'SaveOnSignalHook',
-    'StoppedBySignal', 'StrictCheckpointLoadHook', 'TriggeredCheckpointHook'
+    'StoppedBySignal', 'StrictCheckpointLoadHook', 'TimedCheckpointHook',
+    'TriggeredCheckpointHook'
 ]
