@@ -136,11 +136,38 @@ def plain_param_groups(runner: Runner) -> None:
         optimizer.param_groups = [dict(g) for g in optimizer.param_groups]
 
 
+#: Set by the launcher in a restarted run: torchrun's worker group
+#: restarted after a lost worker (``--max-restarts``), a requeued Slurm job.
+RESTART_COUNTS = ('TORCHELASTIC_RESTART_COUNT', 'SLURM_RESTART_COUNT')
+
+
+def resume_after_restart(cfg: Config) -> None:
+    """A restarted run continues from the newest complete checkpoint of
+    its work dir, as with ``--resume``: a torchrun worker group restarted
+    after a lost worker, a Slurm job requeued (by ``SaveOnSignalHook``, a
+    pre-emption or a node failure). Only where the work dir holds no
+    checkpoint yet does the given ``--resume PATH`` / ``load_from`` apply."""
+    restarts = [f'{name}={os.environ[name]}' for name in RESTART_COUNTS
+                if os.environ.get(name, '0').strip() not in ('', '0')]
+    if not restarts:
+        return
+    given = cfg.get('resume', False), cfg.get('load_from')
+    cfg.resume, cfg.load_from = True, None
+    resolve_resume(cfg)
+    if cfg.load_from is None and given[1] is not None:
+        cfg.resume, cfg.load_from = given
+    print_log(
+        f'{", ".join(restarts)}: a restarted run, so it resumes as with '
+        f'`--resume`: from {cfg.load_from or "scratch (no checkpoint yet)"}.',
+        logger='current')
+
+
 def load_config(args) -> Config:
     """The config with the arguments merged, adapted to the machine, and
     checked (tools/demo.py shares this)."""
     cfg = merge_args(Config.fromfile(args.config), args)
     amp_fallback_on_cpu(cfg)
+    resume_after_restart(cfg)
     # Clear errors before anything is built: a resume checkpoint that is
     # missing or truncated, train (and val) data that is missing or not laid
     # out as the dataset type reads it.

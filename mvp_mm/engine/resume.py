@@ -141,11 +141,12 @@ def newest_complete_checkpoint(folder: str,
 
 
 def _later_checkpoint(recorded: str, templates) -> Optional[str]:
-    """A complete checkpoint saved after ``recorded``, or None: of
-    ``recorded``'s own series, a higher step written later (a higher step
-    written earlier is a stale file of an earlier run); of another series
-    (another template: its steps count other things), one written later.
-    Of several, the newest."""
+    """The newest complete checkpoint saved after ``recorded``, or None: of
+    ``recorded``'s template, a higher step written no earlier (a higher
+    step written earlier is a stale file of an earlier run); of another
+    template (an ``iter_N.pth`` saved inside an epoch beside the epoch
+    checkpoints), its highest step if written after ``recorded``."""
+    written = osp.getmtime(recorded)
     later = []
     for template in templates:
         steps = checkpoints_by_step(osp.dirname(recorded), template)
@@ -153,11 +154,11 @@ def _later_checkpoint(recorded: str, templates) -> Optional[str]:
             continue
         newest = steps[max(steps)]
         step = step_of(recorded, template)
-        if step is not None:
-            if max(steps) > step and \
-                    osp.getmtime(newest) >= osp.getmtime(recorded):
-                later.append(newest)
-        elif osp.getmtime(newest) > osp.getmtime(recorded):
+        if step is None:  # another template: any save after ``recorded``
+            saved_after = osp.getmtime(newest) > written
+        else:
+            saved_after = max(steps) > step and osp.getmtime(newest) >= written
+        if saved_after:
             later.append(newest)
     return max(later, key=osp.getmtime) if later else None
 
@@ -200,8 +201,9 @@ def find_resume_checkpoint(work_dir: str,
             return recorded
         print_log(
             f'--resume: {later}, not {recorded} which {record} names: '
-            f'{osp.basename(later)} is complete, of a later step and written '
-            'after it (the run was stopped between saving and recording it).',
+            f'{osp.basename(later)} is complete and was saved after it (the '
+            'run was stopped between saving and recording it, or saved it '
+            'inside an epoch without recording it).',
             logger='current', level=logging.WARNING)
         return later
     folder = checkpoint_dir or work_dir
