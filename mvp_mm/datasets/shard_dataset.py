@@ -11,40 +11,59 @@ from mmpretrain.registry import DATASETS
 
 from .shard_index import (IMAGE_EXTENSIONS, INDEX_NAME, LABEL_EXTENSION,
                           MAKE_SHARDS_FIX, is_local, load_shard_index,
-                          local_path, member_key)
-
-#: A tar header: the member's data starts this many bytes after it.
-TAR_HEADER = 512
+                          local_path, member_key, members_url)
+from .shard_reader import IndexedShard, ShardIndexMismatch
 #: The fix for a shard member that cannot be read.
 MEMBER_FIX = ('Fix the source image (or copy the shard again from where it '
               'came from) and re-run tools/make_shards.py SRC OUT, which '
               'rewrites the shards that no longer match their sources')
 
 
-def _open_shards(capacity: int, cache_dir: Optional[str]):
-    """wids's LRU cache of open, indexed shards; local shards opened where
-    they are."""
-    from wids.wids import DefaultLocalname, IndexedTarSamples, LRUShards
+class _OpenShards:
+    """The shards a process has open: wids's ``LRUCache`` of
+    :class:`IndexedShard` (closed when evicted). Local shards are opened
+    where they are; remote ones (``http(s)://``, ``s3://``, ``gs://``,
+    ``pipe:``) are downloaded by wids (``download_and_open``: ``curl``,
+    ``aws s3 cp``, ``gsutil``, under a file lock) into ``cache_dir`` on
+    first use, with their member tables, and kept there."""
 
-    class OpenShards(LRUShards):
-        """``LRUShards`` holds ``IndexedTarSamples`` (a tar's member index,
-        built over an mmap of the file) for the last ``capacity`` shards.
-        Remote shards (``http(s)://``, ``s3://``, ``gs://``, ``pipe:``)
-        are downloaded by wids into ``cache_dir`` and kept there; local
-        ones are opened in place (wids would copy them into its cache and
-        write lock files beside them)."""
+    def __init__(self, capacity: int, cache_dir: Optional[str]) -> None:
+        from wids.wids_lru import LRUCache
+        self.cache_dir = cache_dir or os.environ.get('WIDS_CACHE',
+                                                     '/tmp/_wids_cache')
+        self.lru = LRUCache(capacity,
+                            release_handler=lambda url, shard: shard.close())
+        self.scanned = set()  # shards without a member table (warned)
 
-        def get_shard(self, url: str):
-            if not is_local(url):
-                if not isinstance(self.localname, DefaultLocalname):
-                    self.localname = DefaultLocalname(cache_dir or (
-                        os.environ.get('WIDS_CACHE', '/tmp/_wids_cache')))
-                return super().get_shard(url)
-            if url not in self.lru:
-                self.lru[url] = IndexedTarSamples(path=local_path(url))
-            return self.lru[url]
+    def _local(self, url: str) -> str:
+        if is_local(url):
+            return local_path(url)
+        from wids.wids import DefaultLocalname
+        from wids.wids_dl import download_and_open
+        local = DefaultLocalname(self.cache_dir)(url)
+        with download_and_open(url, local):
+            return local
 
-    return OpenShards(capacity, localname=None)
+    def get(self, url: str, per_sample: int) -> IndexedShard:
+        shard = self.lru[url]
+        if shard is None:
+            path = self._local(url)
+            try:
+                table = self._local(members_url(url))
+                members = np.load(table)
+            except Exception:  # no table: wids scans the tar
+                members = None
+                if url not in self.scanned:
+                    self.scanned.add(url)
+                    print_log(
+                        f'Shard {url} has no member table '
+                        f'({members_url(url)}): wids scans the tar each time '
+                        'a worker opens it (about 1 s per GB). '
+                        'tools/make_shards.py writes the tables.',
+                        logger='current', level=logging.WARNING)
+            shard = IndexedShard(path, members, per_sample)
+            self.lru[url] = shard
+        return shard
 
 
 def _source(member: str, url: str, index: int) -> str:
@@ -63,10 +82,13 @@ class ShardDataset(BaseDataset):
     (``tools/make_shards.py``, layout: :mod:`~mvp_mm.datasets.shard_index`)
     they are read as a few large files. Unlike WebDataset's streaming
     reader this is a map-style dataset: sample ``i`` is read at random
-    through webdataset's indexed reader ``wids`` (the shard list's
-    ``nsamples`` give the shard, wids's ``IndexedTarSamples`` the member,
-    over an mmap; ``LRUShards`` keeps the last ``open_shards`` shards open
-    in each data worker). So ``SeededSampler``, DDP splitting and exact
+    through webdataset's indexed reader ``wids``: the shard list's
+    ``nsamples`` give the shard, wids's mmap tar reader the member
+    (:class:`~mvp_mm.datasets.shard_reader.IndexedShard`, opened from the
+    member table ``tools/make_shards.py`` writes beside each shard, so that
+    random access over all shards stays cheap), and wids's ``LRUCache``
+    keeps the last ``open_shards`` shards open in each data worker. So
+    ``SeededSampler``, DDP splitting and exact
     (mid-epoch) resume work as with folders, and for shards converted from
     a folder, sample ``i`` is the folder dataset's sample ``i``: the same
     seed, crop and mask.
@@ -94,8 +116,9 @@ class ShardDataset(BaseDataset):
             Defaults to ``'shardindex.json'``.
         cache_dir (str, optional): Where remote shards are downloaded.
             Defaults to None: ``$WIDS_CACHE``, else ``/tmp/_wids_cache``.
-        open_shards (int): Shards kept open (mmapped) per process.
-            Defaults to 10.
+        open_shards (int): Shards kept open (mmapped) per process; opening
+            one again costs well under a millisecond with its member table.
+            Defaults to 64.
         metainfo (dict, optional): As mmpretrain's datasets; ``classes``
             defaults to the index's (class folder names), if any.
         pipeline (Sequence): The transforms. Defaults to ().
@@ -110,7 +133,7 @@ class ShardDataset(BaseDataset):
                  data_root: str = '',
                  ann_file: str = INDEX_NAME,
                  cache_dir: Optional[str] = None,
-                 open_shards: int = 10,
+                 open_shards: int = 64,
                  metainfo: Optional[dict] = None,
                  pipeline: Sequence = (),
                  test_mode: bool = False,
@@ -138,6 +161,8 @@ class ShardDataset(BaseDataset):
         self._ends = np.cumsum([int(s['nsamples']) for s in self.shardlist])
         ours = index.get('mvp_mm') or {}
         self._keys_are_indices = ours.get('keys') == 'index'
+        # Members a sample has in the member tables: the image (+ label).
+        self._per_sample = 2 if ours.get('labelled') else 1
         if ours.get('classes') and 'classes' not in self._metainfo:
             self._metainfo['classes'] = tuple(ours['classes'])
         self._fully_initialized = True
@@ -156,7 +181,7 @@ class ShardDataset(BaseDataset):
         process."""
         if self._reader is None or self._reader[0] != os.getpid():
             self._reader = (os.getpid(),
-                            _open_shards(self.open_shards, self.cache_dir),
+                            _OpenShards(self.open_shards, self.cache_dir),
                             set())
         return self._reader[1], self._reader[2]
 
@@ -192,7 +217,9 @@ class ShardDataset(BaseDataset):
         unnamed = f'{key}.*' if key else f'#{inner}'
         shards, checked = self._shards()
         try:
-            shard = shards.get_shard(url)
+            shard = shards.get(url, self._per_sample)
+        except ShardIndexMismatch as exc:
+            raise self._mismatch(url, str(exc)) from exc
         except Exception as exc:  # missing, not a tar, cut inside a header
             return failed(
                 unnamed, 'is unreadable: the shard cannot be opened '
@@ -200,77 +227,72 @@ class ShardDataset(BaseDataset):
         if number not in checked:
             self._check_shard(shard, record)
             checked.add(number)
-        reader = shard.reader  # wids's MMIndexedTar
-        size = len(reader.mmapped_file)
         if inner >= len(shard):
             return failed(
-                unnamed, f'is missing: the shard ends at byte {size} after '
-                f'{len(shard)} samples; the index says {record["nsamples"]} '
-                f'samples in {record.get("filesize")} bytes (truncated)')
-        for name, offset, length in (reader.by_index[i]
-                                     for i in shard.samples[inner]):
-            if offset + TAR_HEADER + length > size:
-                return failed(
-                    name, f'is truncated: {length} bytes, of which the '
-                    f'shard holds {size - offset - TAR_HEADER} (it ends at '
-                    f'byte {size}; the index says {record.get("filesize")})')
-        sample = shard[inner]
-        if key is not None and sample['__key__'] != key:
-            raise ValueError(
-                f'Shard {url} does not match the index {self.ann_file}: its '
-                f'sample {inner} has key {sample["__key__"]!r} where dataset '
-                f'index {index} needs {key!r}. {MAKE_SHARDS_FIX} '
-                "(on_error='skip' does not apply: every sample would get "
-                'the seed of another.)')
-        members = [sample['__key__'] + k for k in sample if k[:1] == '.']
+                unnamed, f'is missing: the shard ends at byte {shard.size} '
+                f'after {len(shard)} samples; the index says '
+                f'{record["nsamples"]} samples in {record.get("filesize")} '
+                'bytes (truncated)')
+        try:
+            found_key, members, problems = shard.sample(inner)
+        except ShardIndexMismatch as exc:
+            raise self._mismatch(url, f'sample {inner}: {exc}') from exc
+        if key is not None and found_key not in (None, key):
+            raise self._mismatch(
+                url, f'its sample {inner} has key {found_key!r} where '
+                f'dataset index {index} needs {key!r}')
+        found_key = found_key or key
+        if problems:
+            named = [name for name, _ in problems if name]
+            return failed(
+                named[0] if named else unnamed, 'is truncated: ' + '; '.join(
+                    f'{name or "a member"}: {problem}'
+                    for name, problem in problems) +
+                f' (the shard ends at byte {shard.size}; the index says '
+                f'{record.get("filesize")})')
         image = next((k for k in ('.' + e for e in IMAGE_EXTENSIONS)
-                      if k in sample), None)
+                      if k in members), None)
         if image is None:
             return failed(
                 unnamed, f'is missing: no image member ('
                 f'{", ".join(IMAGE_EXTENSIONS)}) among '
-                f'{", ".join(members) or "no members"}')
-        member = sample['__key__'] + image
-        label = sample.get('.' + LABEL_EXTENSION)
+                f'{", ".join(found_key + k for k in members) or "none"}')
+        member = found_key + image
+        label = members.get('.' + LABEL_EXTENSION)
         if label is not None:
-            text = label.getvalue()
             try:
-                info['gt_label'] = int(text.decode('ascii').strip())
+                info['gt_label'] = int(label.decode('ascii').strip())
             except (UnicodeDecodeError, ValueError):
                 return failed(
-                    member, f'has an unreadable label: '
-                    f'{sample["__key__"]}.{LABEL_EXTENSION} holds '
-                    f'{text[:20]!r}, not a class index')
-        info['img_bytes'] = sample[image].getvalue()
+                    member, f'has an unreadable label: {found_key}.'
+                    f'{LABEL_EXTENSION} holds {label[:20]!r}, not a class '
+                    'index')
+        info['img_bytes'] = members[image]
         info['img_source'] = _source(member, url, index)
         return info
 
-    def _check_shard(self, shard, record: dict) -> None:
+    def _mismatch(self, url: str, problem: str) -> ValueError:
+        return ValueError(
+            f'Shard {url} does not match the index {self.ann_file}: '
+            f'{problem}. {MAKE_SHARDS_FIX} (on_error=\'skip\' does not '
+            'apply: every later sample would get the seed of another.)')
+
+    def _check_shard(self, shard: IndexedShard, record: dict) -> None:
         """Once per shard and process: the tar is cut short (a warning: its
         samples past the cut are unreadable), or it matches its index
         record (else ``ValueError``)."""
-        reader = shard.reader  # wids's MMIndexedTar
-        size = len(reader.mmapped_file)
         expected = record.get('filesize')
-        # A whole tar ends with two zero blocks, after its last member.
-        whole = size >= 2 * TAR_HEADER and not any(
-            offset + TAR_HEADER + length > size - 2 * TAR_HEADER
-            for _, offset, length in reader.by_index[-1:]) and \
-            reader.mmapped_file[size - 2 * TAR_HEADER:size] == \
-            bytes(2 * TAR_HEADER)
-        if not whole:
+        if not shard.ends_whole():
             print_log(
-                f'Shard {record["url"]} is truncated ({size} bytes, the '
-                f'index says {expected}): its samples past the cut are '
+                f'Shard {record["url"]} is truncated ({shard.size} bytes, '
+                f'the index says {expected}): its samples past the cut are '
                 'unreadable.', logger='current', level=logging.WARNING)
         elif len(shard) != record['nsamples'] or (expected is not None
-                                                  and size != expected):
-            raise ValueError(
-                f'Shard {record["url"]} does not match the index '
-                f'{self.ann_file}: it holds {len(shard)} samples in {size} '
-                f'bytes, the index says {record["nsamples"]} in {expected}. '
-                f"{MAKE_SHARDS_FIX} (on_error='skip' does not apply: every "
-                'later sample would get the seed of another.)')
+                                                  and shard.size != expected):
+            raise self._mismatch(
+                record['url'], f'it holds {len(shard)} samples in '
+                f'{shard.size} bytes, the index says {record["nsamples"]} in '
+                f'{expected}')
 
     @staticmethod
     def _size_note(record: dict) -> str:

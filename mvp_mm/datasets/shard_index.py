@@ -9,7 +9,7 @@ webdataset#the-webdataset-format) holds ``shard-000000.tar``, ... and
     {"__kind__": "wids-shard-index-v1", "wids_version": 1, "name": ...,
      "shardlist": [{"url": "shard-000000.tar", "nsamples": 9123,
                     "filesize": 1000007680, "md5sum": "...",
-                    "fingerprint": "..."}, ...],
+                    "members_md5": "...", "fingerprint": "..."}, ...],
      "mvp_mm": {"format": 1, "keys": "index", "samples": 1281167,
                 "labelled": true, "classes": ["n01440764", ...],
                 "layout": "class folders"}}
@@ -20,8 +20,11 @@ URL), so the folder can move. Sample ``i`` is the tar members
 ``<key>.<ext>`` (the image's bytes, as in the source file) and, when the
 source has labels, ``<key>.cls`` (the class index as decimal text), with
 ``key = '%09d' % i``: the key is the dataset index, which lets the reader
-check that the index and the tars agree. ``fingerprint`` and the ``mvp_mm``
-block are ours; wids ignores them.
+check that the index and the tars agree. ``fingerprint``, ``members_md5``
+and the ``mvp_mm`` block are ours; wids ignores them. Beside each shard,
+``shard-000000.members.npy`` is its member table (header offset and size
+of every member), so that a reader opens it without scanning the tar
+(:class:`~mvp_mm.datasets.shard_reader.IndexedShard`).
 
 Paper: `MVP: Multimodality-guided Visual Pre-training
 <https://arxiv.org/abs/2203.05175>`_.
@@ -40,6 +43,9 @@ KEY_DIGITS = 9
 IMAGE_EXTENSIONS = ('jpg', 'png', 'webp', 'bmp', 'ppm', 'pgm', 'tif',
                     'tiff', 'jpeg')
 LABEL_EXTENSION = 'cls'
+#: A shard's member table: int64 ``[members, 2]``, the header offset and
+#: the size of each member, in tar order (see ``IndexedShard``).
+MEMBERS_SUFFIX = '.members.npy'
 FORMAT = 1
 MAKE_SHARDS_FIX = (
     'Re-run tools/make_shards.py SRC OUT: it verifies the finished shards, '
@@ -63,6 +69,12 @@ def shard_name(number: int) -> str:
     return f'shard-{number:06d}.tar'
 
 
+def members_url(shard_url: str) -> str:
+    """The member table beside a shard: ``shard-000000.members.npy``."""
+    stem = shard_url[:-4] if shard_url.endswith('.tar') else shard_url
+    return stem + MEMBERS_SUFFIX
+
+
 def is_local(url: str) -> bool:
     """A path or ``file://`` URL (not ``http://``, ``s3://``, ``pipe:``)."""
     return urlparse(url).scheme in ('', 'file') and \
@@ -76,7 +88,8 @@ def local_path(url: str) -> str:
 def index_layout() -> str:
     return ('Shard layout (type=\'ShardDataset\'): <data_root>/'
             f'{INDEX_NAME} (wids\'s shard list: url and nsamples per shard) '
-            'beside shard-000000.tar, ...; sample i is the members '
+            'beside shard-000000.tar (and shard-000000.members.npy, its '
+            'member table), ...; sample i is the members '
             f'<key>.jpg (or another image extension) and, with labels, '
             f'<key>.cls, key = %0{KEY_DIGITS}d of i. tools/make_shards.py SRC '
             'OUT writes it from class folders, a flat folder of images or an '

@@ -10,11 +10,14 @@ into the tar as they are (never re-encoded), with fixed member metadata
 (mtime 0, uid/gid 0, mode 0644, no user names), so the same input always
 gives the same shards. The layout and the index: :mod:`.shard_index`.
 
-Every shard is written to ``<name>.partial``, read back through wids (the
-reader training uses) and compared sample by sample with what was read from
-the source (key, image digest, label) before it is renamed into place; its
-md5 and the fingerprint of its sources (paths, sizes, mtimes, labels, first
-index) go into ``make_shards.progress.json`` after each shard. An
+Every shard is written to ``<name>.partial`` with its member table
+(``shard-000000.members.npy``: each member's header offset and size, so
+that readers need not scan the tar), scanned by wids (whose member index
+must equal the table), read back as training reads it and compared sample
+by sample with what was read from the source (key, image digest, label)
+before it is renamed into place; its md5s and the fingerprint of its
+sources (paths, sizes, mtimes, labels, first index) go into
+``make_shards.progress.json`` after each shard. An
 interrupted conversion run again keeps the shards whose fingerprint and md5
 still match and redoes the rest; the index is written last.
 
@@ -31,18 +34,21 @@ import tarfile
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 from mmengine.logging import print_log
 
 from .shard_index import (FORMAT, INDEX_NAME, LABEL_EXTENSION,
                           index_document, load_shard_index, member_extension,
-                          member_key, shard_name, write_json_atomically)
+                          member_key, members_url, shard_name,
+                          write_json_atomically)
+from .shard_reader import IndexedShard, ShardIndexMismatch
 
 PROGRESS_NAME = 'make_shards.progress.json'
 DEFAULT_SHARD_MB = 1000
 #: mmpretrain's CustomDataset / ImageNet extensions: the folder datasets'.
 SOURCE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif')
 _BLOCK = tarfile.BLOCKSIZE
-_OURS = re.compile(r'^shard-\d{6}\.tar(\.partial)?$')
+_OURS = re.compile(r'^shard-\d{6}\.(tar|members\.npy)(\.partial)?$')
 
 
 @dataclass
@@ -230,10 +236,18 @@ def _read_source(listing: SourceListing, index: int, size: int) -> bytes:
     return data
 
 
-def check_shard(path: str, start: int, count: int,
-                expected: Optional[Callable[[int], Tuple[bytes, Optional[int]]]]
-                = None) -> List[str]:
-    """Read a shard back through wids and compare it with its source.
+def check_shard(path: str,
+                start: int,
+                count: int,
+                expected: Optional[Callable[[int], Tuple[bytes,
+                                                         Optional[int]]]]
+                = None,
+                table: Optional[str] = None) -> List[str]:
+    """Read a shard back and compare it with its source.
+
+    wids scans the tar (its own member index, independent of ours), which
+    must equal the member table beside it; then every sample is read as
+    training reads it (:class:`IndexedShard` from the table).
 
     Args:
         path (str): The tar file.
@@ -241,41 +255,48 @@ def check_shard(path: str, start: int, count: int,
         count (int): The samples it should hold.
         expected (Callable, optional): ``index -> (md5 digest of the
             image's bytes, label or None)``; None checks the keys only.
+        table (str, optional): Its member table. Defaults to the one beside
+            it (:func:`members_url`).
 
     Returns:
         list[str]: The problems found (empty: the shard is right).
     """
-    from wids.wids import IndexedTarSamples
+    from wids.wids_mmtar import MMIndexedTar
     try:
-        shard = IndexedTarSamples(path=path)
+        scan = MMIndexedTar(path)
+        scanned = np.array([[o, s] for _, o, s in scan.by_index],
+                           np.int64).reshape(-1, 2)
+        scan.close()
     except Exception as exc:  # not a tar, truncated header
         return [f'{path}: wids cannot index it ({type(exc).__name__}: '
                 f'{exc})']
+    table = table or members_url(path)
+    try:
+        members = np.load(table)
+    except (OSError, ValueError) as exc:
+        return [f'{table}: unreadable ({type(exc).__name__}: {exc})']
+    if not np.array_equal(members, scanned):
+        return [f'{table} does not match the tar as wids scans it']
+    if count == 0 or len(members) % count:
+        return [f'{table}: {len(members)} members for {count} samples']
+    shard = IndexedShard(path, members, len(members) // count)
     problems = []
     try:
-        if len(shard) != count:
-            problems.append(f'{path}: {len(shard)} samples, {count} expected')
-        for inner in range(min(len(shard), count)):
-            sample = shard[inner]
+        for inner in range(count):
             key = member_key(start + inner)
-            if sample['__key__'] != key:
+            try:
+                got_key, found, cut = shard.sample(inner)
+            except ShardIndexMismatch as exc:
+                problems.append(f'{path}: sample {inner}: {exc}')
+                break
+            if cut:
+                problems.append(f'{path}: sample {inner} is truncated')
+            elif got_key != key:
                 problems.append(f'{path}: sample {inner} has key '
-                                f'{sample["__key__"]!r}, {key!r} expected')
-                continue
-            if expected is None:
-                continue
-            digest, label = expected(start + inner)
-            images = [v for k, v in sample.items()
-                      if k.startswith('.') and k[1:] != LABEL_EXTENSION]
-            if len(images) != 1 or \
-                    hashlib.md5(images[0].getvalue()).digest() != digest:
-                problems.append(f'{path}: member {key} differs from its '
-                                'source image')
-            got = sample.get('.' + LABEL_EXTENSION)
-            got = None if got is None else int(got.getvalue())
-            if got != label:
-                problems.append(f'{path}: {key}.cls is {got}, {label} '
-                                'expected')
+                                f'{got_key!r}, {key!r} expected')
+            elif expected is not None:
+                problems += _compare(path, key, found, *expected(start +
+                                                                inner))
             if len(problems) >= 10:
                 break
     finally:
@@ -283,42 +304,67 @@ def check_shard(path: str, start: int, count: int,
     return problems
 
 
+def _compare(path: str, key: str, found: Dict[str, bytes], digest: bytes,
+             label: Optional[int]) -> List[str]:
+    """A sample's members against its source's image digest and label."""
+    problems = []
+    images = [v for k, v in found.items() if k[1:] != LABEL_EXTENSION]
+    if len(images) != 1 or hashlib.md5(images[0]).digest() != digest:
+        problems.append(f'{path}: member {key} differs from its source '
+                        'image')
+    got = found.get('.' + LABEL_EXTENSION)
+    got = None if got is None else int(got)
+    if got != label:
+        problems.append(f'{path}: {key}.cls is {got}, {label} expected')
+    return problems
+
+
 def _write_shard(listing: SourceListing, stats: List[os.stat_result],
                  start: int, end: int, path: str,
                  progress: Callable[[int], None]) -> dict:
-    """Write samples ``start..end`` to ``path`` (through ``.partial``),
-    checked; its index record."""
+    """Write samples ``start..end`` to ``path`` and its member table
+    (through ``.partial`` files), checked; its index record."""
     partial = path + '.partial'
-    digests = {}
+    table = members_url(path)
+    digests, members = {}, []
     with open(partial, 'wb') as raw:
         out = _HashingWriter(raw)
         with tarfile.open(fileobj=out, mode='w',
                           format=tarfile.USTAR_FORMAT) as tar:
+
+            def add(name: str, data: bytes) -> None:
+                members.append((tar.offset, len(data)))  # its header
+                tar.addfile(_member(name, len(data)), io.BytesIO(data))
+
             for index in range(start, end):
                 data = _read_source(listing, index, stats[index].st_size)
                 key = member_key(index)
                 extension = member_extension(listing.paths[index])
-                tar.addfile(_member(f'{key}.{extension}', len(data)),
-                            io.BytesIO(data))
+                add(f'{key}.{extension}', data)
                 if listing.labels is not None:
-                    label = str(listing.labels[index]).encode()
-                    tar.addfile(_member(f'{key}.{LABEL_EXTENSION}',
-                                        len(label)), io.BytesIO(label))
+                    add(f'{key}.{LABEL_EXTENSION}',
+                        str(listing.labels[index]).encode())
                 digests[index] = hashlib.md5(data).digest()
                 progress(len(data))
         raw.flush()
         os.fsync(raw.fileno())
+    with open(table + '.partial', 'wb') as f:
+        np.save(f, np.array(members, np.int64).reshape(-1, 2))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(table + '.partial', table)
     labels = listing.labels
     problems = check_shard(
         partial, start, end - start, lambda i: (
-            digests[i], labels[i] if labels is not None else None))
+            digests[i], labels[i] if labels is not None else None), table)
     if problems:
         raise RuntimeError(
             f'Shard {partial} does not read back as written: '
             f'{"; ".join(problems)}. Check the disk, then run again.')
     os.replace(partial, path)
     return dict(url=osp.basename(path), nsamples=end - start,
-                filesize=out.size, md5sum=out.md5.hexdigest())
+                filesize=out.size, md5sum=out.md5.hexdigest(),
+                members_md5=file_md5(table))
 
 
 def _previous_records(out: str) -> Dict[str, dict]:
@@ -342,9 +388,11 @@ def _previous_records(out: str) -> Dict[str, dict]:
 def _still_valid(path: str, record: Optional[dict], fingerprint: str) -> bool:
     """A finished shard of an earlier run that can be kept: same sources,
     same size, same md5."""
+    table = members_url(path)
     return (record is not None and record.get('fingerprint') == fingerprint
-            and osp.isfile(path)
+            and osp.isfile(path) and osp.isfile(table)
             and os.path.getsize(path) == record.get('filesize')
+            and file_md5(table) == record.get('members_md5')
             and file_md5(path) == record.get('md5sum'))
 
 
@@ -392,7 +440,8 @@ def convert_to_shards(src: str,
         write_json_atomically(progress_path,
                               dict(shardlist=list(previous.values())))
         os.remove(index_path)
-    names = {shard_name(n) for n in range(len(plan))}
+    names = {f(shard_name(n)) for n in range(len(plan))
+             for f in (str, members_url)}
     for name in sorted(os.listdir(out)):
         if _OURS.match(name) and name not in names:
             print_log(f'make_shards: removing {name} (not in this '
@@ -444,6 +493,10 @@ def verify_index(out: str) -> List[str]:
                             f'index says {record.get("filesize")}')
         elif file_md5(path) != record.get('md5sum'):
             problems.append(f'{path}: md5 differs from the index')
+        elif not osp.isfile(members_url(path)) or file_md5(
+                members_url(path)) != record.get('members_md5'):
+            problems.append(f'{members_url(path)}: missing, or its md5 '
+                            'differs from the index')
         else:
             problems += check_shard(path, start, count)
         start += count

@@ -277,3 +277,31 @@ def test_missing_or_empty_index(tmp_path):
                        r'does not exist'):
         _crop()(info)
     assert _crop('skip')(info) is None
+
+
+def test_member_tables_open_shards_without_scanning_them(
+        photos, tmp_path, monkeypatch):
+    """Random access over every shard stays cheap: a shard opens from its
+    member table, not from wids's scan of the tar; a table that does not
+    describe the tar is an index mismatch."""
+    from wids.wids_mmtar import MMIndexedTar
+
+    _, shards = photos
+    folder = _copy_shards(shards, tmp_path / 'x')
+
+    def no_scan(self):
+        raise AssertionError('scanned the tar')
+
+    monkeypatch.setattr(MMIndexedTar, '_build_index', no_scan)
+    dataset = ShardDataset(data_root=folder, open_shards=1)  # re-opens
+    for index in np.random.default_rng(0).permutation(len(dataset)):
+        assert dataset.get_data_info(int(index))['img_bytes'][:2] == \
+            b'\xff\xd8'
+    table = osp.join(folder, 'shard-000001.members.npy')
+    members = np.load(table)
+    members[2:, 0] += 512  # stale offsets
+    np.save(table, members)
+    first = _index(folder)['shardlist'][0]['nsamples']
+    with pytest.raises(ValueError, match=r'shard-000001\.tar does not match '
+                       r'the index .* sample 1: no member header at byte'):
+        ShardDataset(data_root=folder).get_data_info(first + 1)

@@ -26,7 +26,12 @@ def source(tmp_path_factory):
 
 
 def _files(folder):
+    """The shards and their member tables."""
     return sorted(f for f in os.listdir(folder) if f.startswith('shard-'))
+
+
+def _tars(folder):
+    return [f for f in _files(folder) if f.endswith('.tar')]
 
 
 def _make(*args):
@@ -40,9 +45,11 @@ def test_class_folders_deterministic_bytes_copied_and_verified(
     assert 'make_shards (' in printed and '12 images (class folders, with ' \
         'labels)' in printed and 'every shard verified' in printed
     _make(source, tmp_path / 'b', '--shard-size', SHARD_MB)
-    shards = _files(tmp_path / 'a')
-    assert len(shards) >= 3 and shards == _files(tmp_path / 'b')
-    for name in shards + ['shardindex.json']:
+    shards = _tars(tmp_path / 'a')
+    assert len(shards) >= 3 and _files(tmp_path / 'a') == _files(
+        tmp_path / 'b') == sorted(
+            shards + [n[:-4] + '.members.npy' for n in shards])
+    for name in _files(tmp_path / 'a') + ['shardindex.json']:
         assert filecmp.cmp(tmp_path / 'a' / name, tmp_path / 'b' / name,
                            shallow=False), name
 
@@ -85,7 +92,7 @@ def test_interrupted_conversion_resumes_to_the_same_shards(source, tmp_path):
                                        progress=interrupt)
     assert not osp.exists(osp.join(out, 'shardindex.json'))
     assert any(f.endswith('.partial') for f in os.listdir(out))
-    finished = len([f for f in _files(out) if f.endswith('.tar')])
+    finished = len(_tars(out))
     assert finished >= 1
     result = shard_writer.convert_to_shards(source, out, SHARD_MB)
     assert result['kept'] == finished
@@ -97,7 +104,7 @@ def test_interrupted_conversion_resumes_to_the_same_shards(source, tmp_path):
     assert shard_writer.verify_index(out) == []
 
     # A damaged finished shard fails verification and is redone.
-    damaged = osp.join(out, _files(out)[1])
+    damaged = osp.join(out, _tars(out)[1])
     with open(damaged, 'r+b') as f:
         f.seek(700)
         f.write(b'X')
@@ -114,7 +121,7 @@ def test_verify_compares_every_member_with_its_source(source, tmp_path,
     _make(source, out, '--shard-size', SHARD_MB)
     _make(source, out, '--shard-size', SHARD_MB, '--verify')
     assert 'matches' in capsys.readouterr().out
-    first = out / _files(out)[0]
+    first = out / _tars(out)[0]
     with open(first, 'r+b') as f:  # inside the first image's data
         f.seek(600)
         f.write(b'X')
