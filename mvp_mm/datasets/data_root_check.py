@@ -25,7 +25,7 @@ from mmseg.datasets import ADE20KDataset, BaseSegDataset
 from mmseg.registry import DATASETS as SEG_DATASETS
 
 from .shard_index import (MAKE_SHARDS_FIX, index_layout, is_local,
-                          load_shard_index, local_path)
+                          load_shard_index, local_path, members_url)
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
                     '.tiff', '.webp')
@@ -290,12 +290,14 @@ def _check_shards(cfg: dict, cls: type, key: str, fix: str) -> None:
             f'Shard index {path!r} ({key}.ann_file under data_root) does not '
             f'exist. {fix}')
     shardlist = load_shard_index(path)['shardlist']
-    cut, other = [], []
+    cut, other, untabled = [], [], []
     for record in shardlist:
         url, expected = record['url'], record.get('filesize')
         if not is_local(url):
             continue
         shard = local_path(url)
+        if not osp.isfile(local_path(members_url(url))):
+            untabled.append(shard)
         size = os.path.getsize(shard) if osp.isfile(shard) else None
         if size is None or expected is not None and size < expected:
             cut.append(f'{shard} ({"missing" if size is None else size} '
@@ -305,6 +307,13 @@ def _check_shards(cfg: dict, cls: type, key: str, fix: str) -> None:
             other.append(f'{shard} ({size} bytes, the index says '
                          f'{expected})')
     where = f'of the {len(shardlist)} shards in {path!r} ({key}.ann_file)'
+    if untabled:
+        print_log(
+            f'{len(untabled)} {where} have no member table beside them '
+            f'(e.g. {members_url(untabled[0])}): each data worker scans '
+            'such a shard whenever it opens it (about 1 s per GB). '
+            'tools/make_shards.py writes the tables.', logger='current',
+            level=logging.WARNING)
     if other:
         raise ValueError(
             f'{len(other)} {where} do not match the index, e.g. '

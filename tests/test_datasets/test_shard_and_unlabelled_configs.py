@@ -132,6 +132,10 @@ def test_shard_data_checks_name_index_and_shards(data, tmp_path,
     check_dataset_folders(skipping)
     assert any(cut in r.getMessage() and 'skips their samples' in
                r.getMessage() for r in logged_warnings)
+    os.remove(tmp_path / 'shard-000000.members.npy')
+    check_dataset_folders(skipping, key='no table')
+    assert any('1 of the' in r.getMessage() and 'have no member table'
+               in r.getMessage() for r in logged_warnings)
     with open(cut, 'wb') as f:  # larger than indexed: rewritten, not cut
         f.write(bytes(10 ** 5))
     with pytest.raises(ValueError, match=r'do not match the index.*'
