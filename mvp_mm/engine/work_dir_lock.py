@@ -219,58 +219,68 @@ class WorkDirLock:
         self._try_lock_file()
 
     def _try_flock(self) -> bool:
-        """True if locked; False if this file system has no flock."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise _Held(self._holder_record(flock_held=True))
-        except OSError as error:
-            os.close(fd)
-            if error.errno not in NO_FLOCK:
-                raise
-            print_log(
-                f'No working flock on {self.work_dir} ({error.strerror}): '
-                f'locking it with a lock file (host, pid, heartbeat) '
-                'instead.', logger='current')
-            self.method = self.record['method'] = 'file'
-            return False
-        try:
-            replaced = os.stat(self.path).st_ino != os.fstat(fd).st_ino
-        except FileNotFoundError:
-            replaced = True
-        if replaced:  # a lock-file run removed the file meanwhile
-            os.close(fd)
-            return self._try_flock()
-        holder = _read_record(self.path)
-        # a live run that locks with the file alone (MVP_MM_WORK_DIR_LOCK)
-        if holder.get('method') == 'file' and _alive(holder, self.path):
-            os.close(fd)
-            raise _Held(holder)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(self.record).encode(), 0)
-        os.fsync(fd)
-        self._fd = fd
-        # Forked children (data loader workers) close their copy, so the
-        # lock dies with this process, not with its last worker.
-        os.register_at_fork(after_in_child=self._close_in_child)
-        return True
+        """True if locked; False if this file system has no flock.
+
+        A holder writes its record right after locking and clears it right
+        before unlocking, so a held lock with an empty record, or with the
+        record of a dead predecessor, is tried again for a moment.
+        """
+        holder: dict = {}
+        for _ in range(10):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                holder = _read_record(self.path)
+                if holder and (holder.get('host') != socket.gethostname()
+                               or _alive(holder, self.path)):
+                    raise _Held(holder)
+                time.sleep(0.1)
+                continue
+            except OSError as error:
+                os.close(fd)
+                if error.errno not in NO_FLOCK:
+                    raise
+                print_log(
+                    f'No working flock on {self.work_dir} '
+                    f'({error.strerror}): locking it with a lock file (host, '
+                    'pid, heartbeat) instead.', logger='current')
+                self.method = self.record['method'] = 'file'
+                return False
+            try:
+                replaced = os.stat(self.path).st_ino != os.fstat(fd).st_ino
+            except FileNotFoundError:
+                replaced = True
+            if replaced:  # a lock-file run removed the file meanwhile
+                os.close(fd)
+                continue
+            holder = _read_record(self.path)
+            # a live run that locks with the file alone (MVP_MM_WORK_DIR_LOCK)
+            if holder.get('method') == 'file' and _alive(holder, self.path):
+                os.close(fd)
+                raise _Held(holder)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(self.record).encode(), 0)
+            os.fsync(fd)
+            self._fd = fd
+            # Forked children (data loader workers) close their copy, so the
+            # lock dies with this process, not with its last worker.
+            os.register_at_fork(after_in_child=self._close_in_child)
+            return True
+        raise _Held(holder)
 
     def _close_in_child(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
 
-    def _holder_record(self, flock_held: bool) -> dict:
-        """The holder's record; waits a little for one being written (a
-        new holder writes it right after locking, over its predecessor's)."""
+    def _holder_record(self) -> dict:
+        """A lock file's record; waits a little for one being written."""
         for _ in range(10):
             record = _read_record(self.path)
-            if record and not (flock_held and record.get('host') ==
-                               socket.gethostname()
-                               and not _alive(record, self.path)):
-                return record
+            if record:
+                break
             time.sleep(0.1)
         return record
 
@@ -280,7 +290,7 @@ class WorkDirLock:
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
                              0o644)
             except FileExistsError:
-                holder = self._holder_record(flock_held=False)
+                holder = self._holder_record()
                 if _alive(holder, self.path):
                     raise _Held(holder)
                 if holder:

@@ -29,7 +29,7 @@ class WorkDirLockHook(Hook):
     :func:`mvp_mm.engine.lock_work_dir`).
     """
 
-    priority = 'VERY_HIGHEST'  # before CheckpointHook deletes *.partial
+    priority = 'HIGHEST'  # before CheckpointHook deletes *.partial
 
     def __init__(self) -> None:
         self._lock: Optional[WorkDirLock] = None
