@@ -36,41 +36,27 @@ TRAIN = osp.join(REPO, 'tools', 'train.py')
 NO_FLOCK = OSError(errno.ENOLCK, 'No locks available')
 
 # Locks WORK_DIR, prints 'locked', then holds it until stdin closes (or it
-# is killed); 'no-flock' simulates a file system without flock.
+# is killed).
 HOLDER = '''
-import errno, fcntl, importlib.util, sys
-if sys.argv[3] == 'no-flock':
-    def no_flock(*args):
-        raise OSError(errno.ENOLCK, 'No locks available')
-    fcntl.flock = no_flock
+import importlib.util, sys
 spec = importlib.util.spec_from_file_location('work_dir_lock', sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
-module.lock_work_dir(sys.argv[2], wait=float(sys.argv[4]))
+module.lock_work_dir(sys.argv[2], wait=float(sys.argv[3]))
 print('locked', flush=True)
 sys.stdin.read()
 '''
 
 
-def _holder(work_dir, method='flock', wait=0, **env):
+def _holder(work_dir, wait=0, **env):
     """A process holding ``work_dir``'s lock (returned once it holds it)."""
     process = subprocess.Popen(
-        [sys.executable, '-c', HOLDER, MODULE, str(work_dir), method,
-         str(wait)],
+        [sys.executable, '-c', HOLDER, MODULE, str(work_dir), str(wait)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, env=dict(os.environ, **env))
-    _read_until(process, 'locked')
+    line = process.stdout.readline()
+    assert line == 'locked\n', process.communicate()[1][-2000:]
     return process
-
-
-def _read_until(process, text: str) -> None:
-    """Read the process's console (mmengine logs to stdout) up to a line
-    holding ``text``; fail if it ends first or locks while it should wait."""
-    for line in process.stdout:
-        if text in line:
-            return
-        assert line != 'locked\n', 'locked instead of waiting'
-    raise AssertionError(process.communicate()[1][-2000:])
 
 
 def _refused(work_dir, holder_pid) -> str:
@@ -86,8 +72,11 @@ def _refused(work_dir, holder_pid) -> str:
 def test_killed_holder_does_not_block_the_next_run(tmp_path, method):
     """kill -9 of a holder: flock dies with it; the lock file it leaves
     (no flock) names a dead pid and is taken over. While it lived, the
-    lock refused (no flock: a lock file with a live pid)."""
-    holder = _holder(tmp_path, method)
+    lock refused (no flock: a lock file with a live pid). Without flock the
+    holder uses the lock file as MVP_MM_WORK_DIR_LOCK=file makes it, this
+    process as a file system without flock makes it."""
+    holder = _holder(tmp_path, **({'MVP_MM_WORK_DIR_LOCK': 'file'}
+                                  if method == 'no-flock' else {}))
     with mock.patch('fcntl.flock', side_effect=NO_FLOCK) if \
             method == 'no-flock' else contextlib.nullcontext():
         _refused(tmp_path, holder.pid)
@@ -116,12 +105,36 @@ def test_lock_file_of_another_host_is_taken_over_after_its_heartbeat(
         lock_work_dir(str(tmp_path), wait=0).release()
 
 
-def test_restart_of_the_same_slurm_job_waits_for_the_holder(
-        tmp_path, monkeypatch):
-    holder = _holder(tmp_path, SLURM_JOB_ID='77')
-    monkeypatch.setenv('SLURM_JOB_ID', '78')  # another job: refused at once
-    assert 'restart of the same job' not in _refused(tmp_path, holder.pid)
-    monkeypatch.setenv('SLURM_JOB_ID', '77')  # a requeue: waits, bounded
+TORCHRUN = dict(TORCHELASTIC_RUN_ID='none')  # torchrun's default run id
+
+
+@pytest.mark.parametrize('holder_env, other_jobs, restart_env', [
+    (dict(SLURM_JOB_ID='77'), [dict(SLURM_JOB_ID='78'), {}],
+     dict(SLURM_JOB_ID='77')),  # a Slurm requeue keeps the job id
+    (dict(TORCHRUN, TORCHELASTIC_RESTART_COUNT='0'),
+     [dict(TORCHRUN, TORCHELASTIC_RESTART_COUNT='0'),  # a new torchrun
+      dict(TORCHRUN, TORCHELASTIC_RESTART_COUNT='1', AGENT='other')],
+     dict(TORCHRUN, TORCHELASTIC_RESTART_COUNT='1')),
+], ids=['slurm', 'torchrun'])
+def test_restart_of_the_same_job_waits_for_the_holder(
+        tmp_path, monkeypatch, holder_env, other_jobs, restart_env):
+    """Another job is refused at once; a restart of the holder's job waits
+    (bounded) while the holder lives and takes over once it has exited.
+    torchrun: the holder's agent (its parent) is this process, so the
+    restart here runs as that agent's child (``os.getppid``)."""
+    holder = _holder(tmp_path, **holder_env)
+    for env in other_jobs:
+        with monkeypatch.context() as patch:
+            for key, value in env.items():
+                if key != 'AGENT':
+                    patch.setenv(key, value)
+            if 'AGENT' not in env:
+                patch.setattr(os, 'getppid', os.getpid)
+            message = _refused(tmp_path, holder.pid)
+        assert 'restart of the same job' not in message
+    for key, value in restart_env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(os, 'getppid', os.getpid)
     with pytest.raises(WorkDirLockedError,
                        match='restart of the same job and waited 1 s'):
         lock_work_dir(str(tmp_path), wait=1)
@@ -130,30 +143,6 @@ def test_restart_of_the_same_slurm_job_waits_for_the_holder(
     lock = lock_work_dir(str(tmp_path))  # once the holder has unlocked
     assert holder.wait(30) == 0  # it ended normally, not pushed aside
     lock.release()
-
-
-def test_torchrun_restart_waits_for_the_previous_worker(tmp_path):
-    """torchrun's restart count > 0 with the same run id and agent (here
-    both holders are children of this process): the restart waits."""
-    first = _holder(tmp_path, TORCHELASTIC_RUN_ID='none',
-                    TORCHELASTIC_RESTART_COUNT='0')
-    fresh = subprocess.run(
-        [sys.executable, '-c', HOLDER, MODULE, str(tmp_path), 'flock', '60'],
-        env=dict(os.environ, TORCHELASTIC_RUN_ID='none',
-                 TORCHELASTIC_RESTART_COUNT='0'),
-        capture_output=True, text=True, timeout=60)
-    assert 'WorkDirLockedError' in fresh.stderr  # a new run: refused
-    restart = subprocess.Popen(
-        [sys.executable, '-c', HOLDER, MODULE, str(tmp_path), 'flock', '60'],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=dict(os.environ, TORCHELASTIC_RUN_ID='none',
-                            TORCHELASTIC_RESTART_COUNT='1'))
-    _read_until(restart, 'waiting up to 60 s')
-    first.stdin.close()
-    _read_until(restart, 'locked')
-    assert first.wait(30) == 0
-    restart.stdin.close()
-    assert restart.wait(30) == 0
 
 
 # A real tools/train.py run that holds its work dir, paused after training.
