@@ -139,6 +139,14 @@ def _alive(record: dict, path: str) -> bool:
     return stat[0] != 'Z' and stat[1] == record.get('proc_start', stat[1])
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f'{seconds:.0f} s'
+    if seconds < 7200:
+        return f'{seconds / 60:.0f} min'
+    return f'{seconds / 3600:.1f} h'
+
+
 def _describe(record: dict, path: str) -> str:
     if not record:
         return 'a run that has not written its record yet'
@@ -146,7 +154,7 @@ def _describe(record: dict, path: str) -> str:
     words = [f"host {record.get('host')}", f"pid {record.get('pid')}",
              'since ' + time.strftime('%Y-%m-%d %H:%M:%S %Z',
                                       time.localtime(started)) +
-             f' ({time.time() - started:.0f} s ago)']
+             f' ({_duration(time.time() - started)} ago)']
     if record.get('slurm_job_id'):
         words.append(f"Slurm job {record['slurm_job_id']}")
     if record.get('torchelastic_run_id'):
