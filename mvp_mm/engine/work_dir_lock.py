@@ -337,16 +337,21 @@ class WorkDirLock:
                     f'{STALE_AFTER:.0f} s without a heartbeat). Stop one '
                     'of the two runs.', logger='current', level=40)
                 return
-            os.utime(self.path)
+            try:
+                os.utime(self.path)
+            except FileNotFoundError:  # released meanwhile
+                return
 
     def release(self) -> None:
-        """Give back one reference; the last one unlocks."""
+        """Give back one reference; the last one unlocks (in the process
+        that locked: a forked child never unlocks its parent's lock)."""
         self.references -= 1
-        if self.references > 0:
+        if self.references > 0 or _HELD.get(self.work_dir) is not self or \
+                os.getpid() != self.record['pid']:
             return
         _HELD.pop(self.work_dir, None)
         atexit.unregister(self._release_at_exit)
-        if self._fd is not None:  # flock: leave the file, clear the record
+        if self.method == 'flock':  # leave the file, clear the record
             os.ftruncate(self._fd, 0)
             os.close(self._fd)
             self._fd = None
