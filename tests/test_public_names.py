@@ -24,7 +24,7 @@ REGISTERED = {
     ('mmpretrain', 'DATA_SAMPLERS'): ['SeededSampler'],
     ('mmpretrain', 'HOOKS'): [
         'AtomicCheckpointHook', 'IterationSeedHook', 'MVPAlignmentHook',
-        'NonFiniteGuardHook', 'StrictCheckpointLoadHook'
+        'NonFiniteGuardHook', 'StrictCheckpointLoadHook', 'WorkDirLockHook'
     ],
     ('mmpretrain', 'METRICS'): ['MVPAlignmentMetric'],
 }
