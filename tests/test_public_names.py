@@ -25,7 +25,7 @@ REGISTERED = {
     ('mmpretrain', 'DATASETS'): ['ShardDataset'],
     ('mmpretrain', 'HOOKS'): [
         'AtomicCheckpointHook', 'IterationSeedHook', 'MVPAlignmentHook',
-        'NonFiniteGuardHook', 'StrictCheckpointLoadHook'
+        'NonFiniteGuardHook', 'StrictCheckpointLoadHook', 'WorkDirLockHook'
     ],
     ('mmpretrain', 'METRICS'): ['MVPAlignmentMetric'],
 }
