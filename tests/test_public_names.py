@@ -22,6 +22,7 @@ REGISTERED = {
         'CheckedLoadImageFromFile', 'RandomResizedCropFromFile'
     ],
     ('mmpretrain', 'DATA_SAMPLERS'): ['SeededSampler'],
+    ('mmpretrain', 'DATASETS'): ['ShardDataset'],
     ('mmpretrain', 'HOOKS'): [
         'AtomicCheckpointHook', 'IterationSeedHook', 'MVPAlignmentHook',
         'NonFiniteGuardHook', 'StrictCheckpointLoadHook', 'WorkDirLockHook'
