@@ -53,11 +53,13 @@ auto_scale_lr = dict(base_batch_size=1024)
 # a checkpoint is saved; a --resume / load_from file with NaN/Inf is refused.
 # BEiT fine-tunes without gradient clipping, so no gradient norm is computed
 # to check (AMP: steps with non-finite gradients are skipped and counted).
+# One training run per work dir, also with mmpretrain's tools/train.py.
 # Cluster jobs (docs/cluster.md): a checkpoint every 30 minutes of wall time
 # (timed_iter_N.pth, the last 2 kept); SIGTERM / SIGUSR1 finish the iteration,
 # save it and exit with code 75.
 custom_hooks = [
     dict(type='NonFiniteGuardHook'),
+    dict(type='WorkDirLockHook'),
     dict(type='TimedCheckpointHook', interval_minutes=30, max_keep_ckpts=2),
     dict(type='SaveOnSignalHook')
 ]

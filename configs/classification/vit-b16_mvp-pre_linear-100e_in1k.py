@@ -35,11 +35,13 @@ auto_scale_lr = dict(base_batch_size=16384)  # MAE: 8 GPUs x 2048
 # A NaN/Inf loss stops the run, and so do NaN/Inf or exploded weights before
 # a checkpoint is saved; a --resume / load_from file with NaN/Inf is refused.
 # No gradient clipping (MAE's recipe), so no gradient norm is checked.
+# One training run per work dir, also with mmpretrain's tools/train.py.
 # Cluster jobs (docs/cluster.md): a checkpoint every 30 minutes of wall time
 # (timed_iter_N.pth, the last 2 kept); SIGTERM / SIGUSR1 finish the iteration,
 # save it and exit with code 75.
 custom_hooks = [
     dict(type='NonFiniteGuardHook'),
+    dict(type='WorkDirLockHook'),
     dict(type='TimedCheckpointHook', interval_minutes=30, max_keep_ckpts=2),
     dict(type='SaveOnSignalHook')
 ]

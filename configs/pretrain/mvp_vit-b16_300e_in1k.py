@@ -183,10 +183,12 @@ train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
 # loss or gradient norm stops the run, and so do NaN/Inf or exploded weights
 # before a save (AMP: steps with non-finite gradients are skipped and
 # counted); a --resume checkpoint that does not match the model, or holds
-# NaN/Inf, is an error. Cluster jobs (docs/cluster.md): a checkpoint every 30
-# minutes of wall time inside the epochs (timed_iter_N.pth, the last 2 kept);
-# SIGTERM / SIGUSR1 (a time limit, pre-emption) finish the iteration, save it
-# and exit with code 75.
+# NaN/Inf, is an error. A second training run in the same work dir stops at
+# once (tools/train.py locks it before building anything; this hook covers
+# mmpretrain's own tools/train.py). Cluster jobs (docs/cluster.md): a
+# checkpoint every 30 minutes of wall time inside the epochs
+# (timed_iter_N.pth, the last 2 kept); SIGTERM / SIGUSR1 (a time limit,
+# pre-emption) finish the iteration, save it and exit with code 75.
 default_hooks = dict(
     checkpoint=dict(type='AtomicCheckpointHook', interval=1,
                     max_keep_ckpts=3))
@@ -194,6 +196,7 @@ custom_hooks = [
     dict(type='IterationSeedHook'),
     dict(type='NonFiniteGuardHook'),
     dict(type='StrictCheckpointLoadHook'),
+    dict(type='WorkDirLockHook'),
     dict(type='TimedCheckpointHook', interval_minutes=30, max_keep_ckpts=2),
     dict(type='SaveOnSignalHook'),
 ]

@@ -68,12 +68,14 @@ auto_scale_lr = dict(enable=False, base_batch_size=16)
 # a checkpoint is saved; a --resume / load_from file with NaN/Inf is refused.
 # BEiT trains UperNet without gradient clipping, so no gradient norm is
 # checked (AMP: steps with non-finite gradients are skipped and counted).
-# Cluster jobs (docs/cluster.md): a checkpoint every 30 minutes of wall time
+# One training run per work dir, also with mmseg's tools/train.py. Cluster
+# jobs (docs/cluster.md): a checkpoint every 30 minutes of wall time
 # (timed_iter_N.pth, the last 2 kept); SIGTERM / SIGUSR1 finish the iteration,
 # save it and exit with code 75. The hooks live in mmpretrain's registry,
 # hence the scope prefix.
 custom_hooks = [
     dict(type='mmpretrain.NonFiniteGuardHook'),
+    dict(type='mmpretrain.WorkDirLockHook'),
     dict(type='mmpretrain.TimedCheckpointHook', interval_minutes=30,
          max_keep_ckpts=2),
     dict(type='mmpretrain.SaveOnSignalHook')

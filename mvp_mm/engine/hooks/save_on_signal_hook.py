@@ -47,7 +47,8 @@ class SaveOnSignalHook(TriggeredCheckpointHook):
        ranks (nodes) later or not at all;
     3. the weights are checked (:class:`NonFiniteGuardHook`) and the
        checkpoint of that iteration is written atomically
-       (``signal_iter_N.pth``, its own series, :class:`TriggeredCheckpointHook`);
+       (``signal_iter_N.pth``, a series of its own:
+       :class:`TriggeredCheckpointHook`);
     4. under Slurm (``SLURM_JOB_ID`` set) and for a signal of
        ``requeue_signals``, rank 0 runs ``scontrol requeue $SLURM_JOB_ID``
        once, after the save: the requeued job starts again with
