@@ -23,7 +23,8 @@ class SendSignalHook(Hook):
     of the saving rank); ``'start'``: after training has started, before
     its first iteration (``before_train_epoch``). Sent to this process, or
     to the pid written in ``pid_file`` (e.g. a Slurm batch shell), on
-    ``rank`` only if given.
+    ``rank`` only if given, and only in the first attempt (not once torchrun
+    restarted the workers: ``TORCHELASTIC_RESTART_COUNT`` > 0).
     """
 
     priority = 'HIGH'
@@ -39,7 +40,8 @@ class SendSignalHook(Hook):
         self.sent = False
 
     def _send(self, runner=None) -> None:
-        if self.sent or (self.rank is not None and get_rank() != self.rank):
+        if self.sent or (self.rank is not None and get_rank() != self.rank) \
+                or os.environ.get('TORCHELASTIC_RESTART_COUNT', '0') != '0':
             return
         self.sent = True
         if self.nan_weights:  # an lr spike just before the stop
