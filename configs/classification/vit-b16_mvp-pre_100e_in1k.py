@@ -35,6 +35,13 @@ model = dict(
 # Inherited from BEiT: label smoothing 0.1, Mixup 0.8 + CutMix 1.0,
 # RandAugment (rand-m9-mstd0.5-inc1), random erasing 0.25, bicubic
 # RandomResizedCrop 224 (§4.1 Table 1: 224 x 224).
+# Per-sample seeds, as in pre-training: a sample's augmentation is a function
+# of (seed, epoch, index), so a resumed run draws the same crops, flips,
+# RandAugment ops and erasings as an uninterrupted one.
+train_pipeline = [dict(type='ApplySampleSeed'), *_base_.train_pipeline]
+train_dataloader = dict(
+    sampler=dict(type='SeededSampler', shuffle=True),
+    dataset=dict(pipeline=train_pipeline))
 
 # §4.1: "AdamW optimizer is utilized, and the weight decay is set as 5e-2. The
 # initial learning rate is set with 4e-3 for ViT-B/16". The paper gives no
@@ -53,7 +60,12 @@ auto_scale_lr = dict(base_batch_size=1024)
 # a checkpoint is saved; a --resume / load_from file with NaN/Inf is refused.
 # BEiT fine-tunes without gradient clipping, so no gradient norm is computed
 # to check (AMP: steps with non-finite gradients are skipped and counted).
-custom_hooks = [dict(type='NonFiniteGuardHook')]
+# The model's own randomness (drop path, Mixup / CutMix) is re-seeded per
+# iteration, the data's per sample (above): --resume is exact.
+custom_hooks = [
+    dict(type='IterationSeedHook'),
+    dict(type='NonFiniteGuardHook')
+]
 # Checkpoints are written atomically, as in pre-training: a killed or failed
 # save never replaces a good checkpoint (docs/troubleshooting.md).
 default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
@@ -69,4 +81,7 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True,
          begin=warmup_epochs, end=max_epochs, convert_to_iter_based=True)
 ]
-train_cfg = dict(by_epoch=True, max_epochs=max_epochs)
+# mmengine's epoch loop, except that --resume from a checkpoint taken inside
+# an epoch continues it at the next batch (the sampler skips the rest).
+train_cfg = dict(
+    _delete_=True, type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs)

@@ -177,7 +177,9 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True,
          begin=warmup_epochs, end=max_epochs, convert_to_iter_based=True)
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
+# mmengine's epoch loop, except that --resume from a checkpoint taken inside
+# an epoch continues it at the next batch (the sampler skips the rest).
+train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs)
 # Checkpoints are written atomically (a killed save never becomes the one
 # --resume picks); model randomness is re-seeded per iteration; a NaN/Inf
 # loss or gradient norm stops the run, and so do NaN/Inf or exploded weights

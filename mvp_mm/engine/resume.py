@@ -138,19 +138,26 @@ def newest_complete_checkpoint(folder: str,
 
 
 def _later_checkpoint(recorded: str, templates) -> Optional[str]:
-    """A complete checkpoint saved after ``recorded``: a higher step of
-    ``recorded``'s template, written later (a higher step written earlier
-    is a stale file of an earlier run). None if there is none."""
+    """The newest complete checkpoint saved after ``recorded``, or None: of
+    ``recorded``'s template, a higher step written no earlier (a higher
+    step written earlier is a stale file of an earlier run); of another
+    template (an ``iter_N.pth`` saved inside an epoch beside the epoch
+    checkpoints), its highest step if written after ``recorded``."""
+    written = osp.getmtime(recorded)
+    later = []
     for template in templates:
-        step = step_of(recorded, template)
-        if step is None:
-            continue
         steps = checkpoints_by_step(osp.dirname(recorded), template)
-        newest = steps[max(steps)] if steps else recorded
-        if step_of(newest, template) > step and \
-                osp.getmtime(newest) >= osp.getmtime(recorded):
-            return newest
-    return None
+        if not steps:
+            continue
+        newest = steps[max(steps)]
+        step = step_of(recorded, template)
+        if step is None:  # another template: any save after ``recorded``
+            saved_after = osp.getmtime(newest) > written
+        else:
+            saved_after = max(steps) > step and osp.getmtime(newest) >= written
+        if saved_after:
+            later.append(newest)
+    return max(later, key=osp.getmtime) if later else None
 
 
 def find_resume_checkpoint(work_dir: str,
@@ -191,8 +198,9 @@ def find_resume_checkpoint(work_dir: str,
             return recorded
         print_log(
             f'--resume: {later}, not {recorded} which {record} names: '
-            f'{osp.basename(later)} is complete, of a later step and written '
-            'after it (the run was stopped between saving and recording it).',
+            f'{osp.basename(later)} is complete and was saved after it (the '
+            'run was stopped between saving and recording it, or saved it '
+            'inside an epoch without recording it).',
             logger='current', level=logging.WARNING)
         return later
     folder = checkpoint_dir or work_dir
@@ -225,7 +233,10 @@ def _checkpoint_hook_output(cfg: Config) -> tuple:
     if template is None:
         template = STEP_TEMPLATES[0] if hook.get('by_epoch', True) \
             else STEP_TEMPLATES[1]
-    return out_dir, (template, )
+    # and mmengine's other name: an epoch run's checkpoints taken inside an
+    # epoch are iter_N.pth
+    return out_dir, (template, ) + tuple(
+        t for t in STEP_TEMPLATES if t != template)
 
 
 def resolve_resume(cfg: Config) -> None:
