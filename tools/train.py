@@ -41,6 +41,13 @@ def parse_args(argv=None):
         action='store_true',
         help='scale the lr linearly with the actual total batch size')
     parser.add_argument(
+        '--accumulate',
+        type=int,
+        metavar='N',
+        help='gradient accumulation: one optimizer step every N batches '
+        '(optim_wrapper.accumulative_counts=N), for an effective batch of '
+        'GPUs x batch x N; --auto-scale-lr scales the lr to it')
+    parser.add_argument(
         '--pretrained',
         help='downstream configs: the MVP pre-training checkpoint the '
         'backbone starts from (= --cfg-options '
@@ -81,6 +88,12 @@ def merge_args(cfg: Config, args) -> Config:
         cfg.resume, cfg.load_from = True, args.resume
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
+    if args.accumulate is not None:
+        if args.accumulate < 1:
+            raise ValueError(
+                f'--accumulate {args.accumulate}: the number of batches per '
+                'optimizer step must be 1 or more.')
+        cfg.optim_wrapper.accumulative_counts = args.accumulate
     if args.pretrained is not None:
         init_cfg = cfg.model.get('backbone', {}).get('init_cfg')
         if not (isinstance(init_cfg, dict)

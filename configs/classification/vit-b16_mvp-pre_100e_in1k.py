@@ -56,6 +56,10 @@ optim_wrapper = dict(
                    betas=(0.9, 0.999)),
     paramwise_cfg=dict(layer_decay_rate=0.65))
 auto_scale_lr = dict(base_batch_size=1024)
+# `--auto-scale-lr` counts accumulated batches (`--accumulate N`):
+# EffectiveBatchRunner, which also logs the effective batch and the lr as
+# training starts.
+runner_type = 'EffectiveBatchRunner'
 # A NaN/Inf loss stops the run, and so do NaN/Inf or exploded weights before
 # a checkpoint is saved; a --resume / load_from file with NaN/Inf is refused.
 # BEiT fine-tunes without gradient clipping, so no gradient norm is computed
@@ -68,7 +72,11 @@ custom_hooks = [
 ]
 # Checkpoints are written atomically, as in pre-training: a killed or failed
 # save never replaces a good checkpoint (docs/troubleshooting.md).
-default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
+default_hooks = dict(
+    checkpoint=dict(type='AtomicCheckpointHook'),
+    # with gradient accumulation, one lr per optimizer step: the
+    # unaccumulated run's (docs/cluster.md)
+    param_scheduler=dict(type='OptimizerStepParamSchedulerHook'))
 
 # §4.1: "a cosine decay learning rate scheduler is applied. We fine-tune the
 # ViT-B/16 last for 100 epochs with 20 warm-up epochs". Linear warm-up from

@@ -40,6 +40,10 @@ train_dataloader = dict(
     dataset=dict(pipeline=train_pipeline))
 
 auto_scale_lr = dict(base_batch_size=16384)  # MAE: 8 GPUs x 2048
+# `--auto-scale-lr` counts accumulated batches (`--accumulate N`):
+# EffectiveBatchRunner, which also logs the effective batch and the lr as
+# training starts.
+runner_type = 'EffectiveBatchRunner'
 # A NaN/Inf loss stops the run, and so do NaN/Inf or exploded weights before
 # a checkpoint is saved; a --resume / load_from file with NaN/Inf is refused.
 # No gradient clipping (MAE's recipe), so no gradient norm is checked.
@@ -51,7 +55,11 @@ custom_hooks = [
 ]
 # Checkpoints are written atomically, as in pre-training: a killed or failed
 # save never replaces a good checkpoint (docs/troubleshooting.md).
-default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
+default_hooks = dict(
+    checkpoint=dict(type='AtomicCheckpointHook'),
+    # with gradient accumulation, one lr per optimizer step: the
+    # unaccumulated run's (docs/cluster.md)
+    param_scheduler=dict(type='OptimizerStepParamSchedulerHook'))
 max_epochs = 100
 warmup_epochs = 10
 param_scheduler = [

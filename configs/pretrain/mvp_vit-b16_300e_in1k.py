@@ -188,7 +188,10 @@ train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs)
 # NaN/Inf, is an error.
 default_hooks = dict(
     checkpoint=dict(type='AtomicCheckpointHook', interval=1,
-                    max_keep_ckpts=3))
+                    max_keep_ckpts=3),
+    # with gradient accumulation, one lr per optimizer step: the
+    # unaccumulated run's (docs/cluster.md)
+    param_scheduler=dict(type='OptimizerStepParamSchedulerHook'))
 custom_hooks = [
     dict(type='IterationSeedHook'),
     dict(type='NonFiniteGuardHook'),
@@ -198,5 +201,8 @@ randomness = dict(seed=0, diff_rank_seed=True)
 # Every student parameter gets a gradient from Eq. 9 (the teacher has none).
 find_unused_parameters = False
 # lr 1.5e-3 is for a total batch of 2048; `--auto-scale-lr` rescales it
-# linearly to the actual total batch (lr = 1.5e-3 * batch / 2048).
+# linearly to the actual total batch (lr = 1.5e-3 * batch / 2048), counting
+# accumulated batches (`--accumulate N`): EffectiveBatchRunner, which also
+# logs the effective batch and the lr as training starts.
 auto_scale_lr = dict(base_batch_size=2048, enable=False)
+runner_type = 'EffectiveBatchRunner'

@@ -1,13 +1,15 @@
 from .hooks import (AtomicCheckpointHook, IterationSeedHook,
                     MVPAlignmentHook, NonFiniteGuardHook,
-                    StrictCheckpointLoadHook)
+                    OptimizerStepParamSchedulerHook, StrictCheckpointLoadHook)
 from .loops import ResumableEpochBasedTrainLoop
 from .resume import (check_checkpoint_file, find_resume_checkpoint,
                      resolve_resume)
+from .runners import EffectiveBatchRunner
 
 __all__ = [
-    'AtomicCheckpointHook', 'IterationSeedHook', 'MVPAlignmentHook',
-    'NonFiniteGuardHook', 'ResumableEpochBasedTrainLoop',
+    'AtomicCheckpointHook', 'EffectiveBatchRunner', 'IterationSeedHook',
+    'MVPAlignmentHook', 'NonFiniteGuardHook',
+    'OptimizerStepParamSchedulerHook', 'ResumableEpochBasedTrainLoop',
     'StrictCheckpointLoadHook', 'check_checkpoint_file',
     'find_resume_checkpoint', 'resolve_resume'
 ]

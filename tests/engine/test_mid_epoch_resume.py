@@ -8,6 +8,7 @@ import os.path as osp
 import shutil
 
 import pytest
+import mmengine.config.config as config_module
 import torch
 from mmcv.transforms import BaseTransform
 from mmengine.config import Config
@@ -26,6 +27,15 @@ from mvp_mm.utils import make_imagenet_folder
 # 12 training images, batch 4: 3 iterations an epoch, 2 epochs. The
 # checkpoint at iteration 4 is one batch into epoch 2.
 EPOCHS, CKPT_AT, BATCHES = 2, 4, 3
+
+
+@pytest.fixture(autouse=True)
+def _unformatted_config_text(monkeypatch):
+    """mmengine formats each config it logs, dumps and checkpoints with yapf,
+    which took most of these tiny runs' time; unformatted, the text holds
+    the same config."""
+    monkeypatch.setattr(config_module, 'FormatCode',
+                        lambda text, **kwargs: (text, None))
 
 
 @TRANSFORMS.register_module(force=True)
