@@ -138,12 +138,11 @@ def newest_complete_checkpoint(folder: str,
 
 
 def _later_checkpoint(recorded: str, templates) -> Optional[str]:
-    """The newest complete checkpoint saved after ``recorded``, or None: of
-    ``recorded``'s template, a higher step written no earlier (a higher
-    step written earlier is a stale file of an earlier run); of another
-    template (an ``iter_N.pth`` saved inside an epoch beside the epoch
-    checkpoints), its highest step if written after ``recorded``."""
-    written = osp.getmtime(recorded)
+    """A complete checkpoint saved after ``recorded``, or None: of
+    ``recorded``'s own series, a higher step written later (a higher step
+    written earlier is a stale file of an earlier run); of another series
+    (another template: its steps count other things), one written later.
+    Of several, the newest."""
     later = []
     for template in templates:
         steps = checkpoints_by_step(osp.dirname(recorded), template)
@@ -151,11 +150,11 @@ def _later_checkpoint(recorded: str, templates) -> Optional[str]:
             continue
         newest = steps[max(steps)]
         step = step_of(recorded, template)
-        if step is None:  # another template: any save after ``recorded``
-            saved_after = osp.getmtime(newest) > written
-        else:
-            saved_after = max(steps) > step and osp.getmtime(newest) >= written
-        if saved_after:
+        if step is not None:
+            if max(steps) > step and \
+                    osp.getmtime(newest) >= osp.getmtime(recorded):
+                later.append(newest)
+        elif osp.getmtime(newest) > osp.getmtime(recorded):
             later.append(newest)
     return max(later, key=osp.getmtime) if later else None
 
@@ -198,9 +197,8 @@ def find_resume_checkpoint(work_dir: str,
             return recorded
         print_log(
             f'--resume: {later}, not {recorded} which {record} names: '
-            f'{osp.basename(later)} is complete and was saved after it (the '
-            'run was stopped between saving and recording it, or saved it '
-            'inside an epoch without recording it).',
+            f'{osp.basename(later)} is complete, of a later step and written '
+            'after it (the run was stopped between saving and recording it).',
             logger='current', level=logging.WARNING)
         return later
     folder = checkpoint_dir or work_dir
@@ -233,10 +231,7 @@ def _checkpoint_hook_output(cfg: Config) -> tuple:
     if template is None:
         template = STEP_TEMPLATES[0] if hook.get('by_epoch', True) \
             else STEP_TEMPLATES[1]
-    # and mmengine's other name: an epoch run's checkpoints taken inside an
-    # epoch are iter_N.pth
-    return out_dir, (template, ) + tuple(
-        t for t in STEP_TEMPLATES if t != template)
+    return out_dir, (template, )
 
 
 def resolve_resume(cfg: Config) -> None:
@@ -258,6 +253,9 @@ def resolve_resume(cfg: Config) -> None:
     if not cfg.get('resume', False):
         return
     out_dir, templates = _checkpoint_hook_output(cfg)
+    # and mmengine's other name: checkpoints taken inside the epochs of an
+    # epoch-checkpointed run (iter_N.pth) resume it too
+    templates += tuple(t for t in STEP_TEMPLATES if t not in templates)
     cfg.load_from = find_resume_checkpoint(
         cfg.work_dir, None if _remote(out_dir) else out_dir, templates)
     if cfg.load_from is None:

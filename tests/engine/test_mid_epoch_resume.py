@@ -210,3 +210,23 @@ def test_epoch_checkpoint_and_mmengine_checkpoints_locate(tmp_path):
     assert loop._batches_done_in_epoch() == 0
     loop.runner.message_hub.pop_info(EPOCH_START_KEY)
     assert loop._batches_done_in_epoch() == 1
+
+
+def test_resume_finds_an_iter_checkpoint_beside_epoch_checkpoints(tmp_path):
+    """An epoch-checkpointed run whose newest checkpoint was taken inside an
+    epoch (iter_5.pth, saved after epoch_1.pth, which last_checkpoint
+    names): `--resume` continues from iter_5.pth."""
+    work = str(tmp_path)
+    for name, written in (('epoch_1.pth', 1e9), ('iter_5.pth', 2e9)):
+        torch.save({}, osp.join(work, name))
+        os.utime(osp.join(work, name), (written, written))
+    with open(osp.join(work, 'last_checkpoint'), 'w') as f:
+        f.write(osp.join(work, 'epoch_1.pth'))
+    cfg = Config(dict(resume=True, load_from=None, work_dir=work,
+                      default_hooks=dict(checkpoint=dict(by_epoch=True))))
+    resolve_resume(cfg)
+    assert cfg.load_from == osp.join(work, 'iter_5.pth')
+    os.remove(osp.join(work, 'last_checkpoint'))  # never recorded
+    cfg.load_from = None
+    resolve_resume(cfg)
+    assert cfg.load_from == osp.join(work, 'iter_5.pth')
