@@ -21,11 +21,15 @@ REGISTERED = {
         'ApplySampleSeed', 'BlockwiseMaskGenerator',
         'CheckedLoadImageFromFile', 'RandomResizedCropFromFile'
     ],
-    ('mmpretrain', 'DATA_SAMPLERS'): ['SeededSampler'],
+    ('mmpretrain', 'DATA_SAMPLERS'): ['ResumableSampler', 'SeededSampler'],
     ('mmpretrain', 'HOOKS'): [
         'AtomicCheckpointHook', 'IterationSeedHook', 'MVPAlignmentHook',
-        'NonFiniteGuardHook', 'StrictCheckpointLoadHook'
+        'NonFiniteGuardHook', 'StrictCheckpointLoadHook',
+        'OptimizerStepParamSchedulerHook'
     ],
+    ('mmpretrain', 'LOOPS'): ['ResumableEpochBasedTrainLoop'],
+    # root registry: the runner_type of mmpretrain and mmseg configs alike
+    ('mmengine', 'RUNNERS'): ['EffectiveBatchRunner'],
     ('mmpretrain', 'METRICS'): ['MVPAlignmentMetric'],
 }
 
