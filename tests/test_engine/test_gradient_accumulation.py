@@ -2,6 +2,7 @@
 (losses, lr per optimizer step, weights), --auto-scale-lr scales the lr to
 the effective batch (mmengine's Runner ignores the accumulation: an
 error), iteration-based schedules take one value per optimizer step."""
+import itertools
 import runpy
 
 import mmengine.config.config as config_module
@@ -20,6 +21,7 @@ from mvp_mm.engine import OptimizerStepParamSchedulerHook
 from mvp_mm.utils import make_imagenet_folder
 
 LR = Config.fromfile(PRETRAIN_CFG).optim_wrapper.optimizer.lr
+RUNS = itertools.count()  # runners built within a second get own loggers
 
 
 @pytest.fixture(autouse=True)
@@ -77,8 +79,10 @@ def config(tmp_path_factory):
 def _load(config: str, *args: str) -> Config:
     """The config as `tools/train.py CONFIG --auto-scale-lr ARGS` makes it."""
     train = runpy.run_path(TRAIN)
-    return train['load_config'](train['parse_args'](
+    cfg = train['load_config'](train['parse_args'](
         [config, '--auto-scale-lr', *args]))
+    cfg.experiment_name = f'accumulate_{next(RUNS)}'
+    return cfg
 
 
 def _train(cfg: Config):
@@ -101,6 +105,7 @@ def test_accumulated_half_batches_train_like_the_full_batch(config):
     assert 'Effective batch 8 = 1 process(es) x 4 x 2 accumulated; lr ' \
         f'{LR * 8 / 16:.6g} = the configured lr x 8 / 16' in half_log
     assert '4 iterations = 2 optimizer steps' in half_log
+    assert 'straddle' not in half_log  # 4 batches an epoch, windows of 2
 
     # lr: scaled to the effective batch 8, the cosine's value at each
     # optimizer step (1/2 of it at the second), the same for both batches
@@ -117,6 +122,25 @@ def test_accumulated_half_batches_train_like_the_full_batch(config):
         torch.testing.assert_close(got[key], want[key], rtol=1e-5,
                                    atol=1e-6, msg=key)
     assert any(not torch.equal(want[key], full.start[key]) for key in want)
+
+
+def test_auto_scale_lr_counts_accumulated_batches(config):
+    """4 x 3 accumulated: lr x 12 / 16; 4 batches an epoch split a window
+    of 3, which the log says."""
+    cfg = _load(config, '--accumulate', '3', '--cfg-options',
+                'train_dataloader.batch_size=4')
+    runner = RUNNERS.build(cfg)
+    runner._train_loop = runner.build_train_loop(runner._train_loop)
+    runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
+    runner.scale_lr(runner.optim_wrapper, runner.auto_scale_lr)  # as train()
+    lrs = runner.optim_wrapper.get_lr()['lr']
+    assert lrs == pytest.approx([LR * 12 / 16] * len(lrs))
+    with open(runner.logger.log_file) as f:
+        log = f.read()
+    assert 'Effective batch 12 = 1 process(es) x 4 x 3 accumulated; lr ' \
+        f'{LR * 12 / 16:.6g}' in log
+    assert 'An epoch has 4 batches, not a multiple of ' \
+        'accumulative_counts=3' in log
 
 
 def test_mmengine_runner_with_accumulation_and_auto_scale_lr_is_an_error(

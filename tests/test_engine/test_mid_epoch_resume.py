@@ -86,7 +86,10 @@ def _exact_resume_setup(cfg: Config, config: str, loaded: str) -> Config:
              end=EPOCHS, convert_to_iter_based=True)
     ]
     loader = cfg.train_dataloader
-    loader.update(num_workers=2, persistent_workers=True)
+    # workers that exit at each epoch's end: persistent ones are shut down
+    # when the garbage collector finds the runner, where torch waits 5 s
+    # for each to exit
+    loader.update(num_workers=2, persistent_workers=False)
     loader.dataset.pipeline.insert(1, dict(type='RecordLoadedIndex',
                                            path=loaded))
     return cfg
@@ -182,6 +185,7 @@ def _loop_resumed_at(tmp_path, start: dict, sampler='SeededSampler'):
     cfg.train_cfg = dict(type='ResumableEpochBasedTrainLoop',
                          max_epochs=EPOCHS)
     cfg.train_dataloader.sampler.type = sampler
+    cfg.experiment_name = f'loop_{tmp_path.name}'  # own logger
     runner = Runner.from_cfg(cfg)
     loop = runner.train_loop
     loop._epoch, loop._iter = 1, CKPT_AT
@@ -204,10 +208,17 @@ def test_mid_epoch_resume_with_another_epoch_length_is_an_error(tmp_path):
 
 
 def test_epoch_checkpoint_and_mmengine_checkpoints_locate(tmp_path):
-    """An epoch's end resumes at the next epoch's start; a checkpoint of
-    mmengine's own loop (no record) at iter - epoch x batches."""
+    """An epoch's end resumes at the next epoch's start, the last batch of
+    an epoch at that epoch's end; a checkpoint of mmengine's own loop (no
+    record) at iter - epoch x batches."""
     loop = _loop_resumed_at(tmp_path, dict(epoch=0, iter=0, batches=3))
     assert loop._batches_done_in_epoch() == 0
+    # saved after epoch 2's last batch, before its end: only the end is left
+    loop._iter = 6
+    loop.runner.message_hub.update_info(EPOCH_START_KEY,
+                                        dict(epoch=1, iter=3, batches=3))
+    assert loop._batches_done_in_epoch() == 3
+    loop._iter = CKPT_AT
     loop.runner.message_hub.pop_info(EPOCH_START_KEY)
     assert loop._batches_done_in_epoch() == 1
 

@@ -4,7 +4,7 @@ from typing import Dict, List, Optional
 
 from mmengine.optim import OptimWrapper, OptimWrapperDict
 from mmengine.registry import RUNNERS
-from mmengine.runner import BaseLoop, Runner
+from mmengine.runner import BaseLoop, EpochBasedTrainLoop, Runner
 from torch.utils.data import DataLoader
 
 
@@ -102,8 +102,26 @@ class EffectiveBatchRunner(Runner):
             steps = (f'; {self._train_loop.max_iters} iterations = '
                      f'{math.ceil(self._train_loop.max_iters / accumulate)} '
                      'optimizer steps')
+        self._warn_if_windows_straddle_epochs(accumulate)
         self.logger.info(
             f'Effective batch {effective} = {self.world_size} process(es) x '
             f'{batch} x {accumulate} accumulated; lr {max(lrs):.6g}'
             + (' (the largest parameter group)' if len(set(lrs)) > 1 else '')
             + f' {how}{steps}.')
+
+    def _warn_if_windows_straddle_epochs(self, accumulate: int) -> None:
+        """Accumulation windows run on across epoch ends (mmengine counts
+        them over the whole run): say so when an epoch is not a whole
+        number of them."""
+        loop = self._train_loop
+        if accumulate == 1 or not isinstance(loop, EpochBasedTrainLoop):
+            return
+        batches = len(loop.dataloader)
+        if batches % accumulate:
+            self.logger.warning(
+                f'An epoch has {batches} batches, not a multiple of '
+                f'accumulative_counts={accumulate}: accumulation windows '
+                'straddle epoch ends, and a checkpoint at an epoch end falls '
+                'inside a window (resuming from it loses the batches that '
+                'window had accumulated). A batch size that makes the epoch a '
+                'multiple of the window avoids both.')
