@@ -18,7 +18,7 @@ from mmengine.utils import digit_version
 
 import mvp_mm  # noqa: F401  (compatibility layers + registration)
 from mvp_mm.datasets import check_dataloader_data
-from mvp_mm.engine import resolve_resume
+from mvp_mm.engine import EffectiveBatchRunner, resolve_resume
 
 
 def parse_args(argv=None):
@@ -166,8 +166,10 @@ def load_config(args) -> Config:
 
 def main():
     cfg = load_config(parse_args())
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg \
-        else RUNNERS.build(cfg)
+    # a config of ours names EffectiveBatchRunner; any other gets it too, so
+    # --auto-scale-lr counts --accumulate's batches whatever the config
+    runner = EffectiveBatchRunner.from_cfg(cfg) \
+        if 'runner_type' not in cfg else RUNNERS.build(cfg)
     if cfg.get('compile'):
         plain_param_groups(runner)
     runner.train()

@@ -41,6 +41,9 @@ class OptimizerStepParamSchedulerHook(ParamSchedulerHook):
     scales the lr for the batch without the accumulation, N times too low.
     """
 
+    def __init__(self) -> None:
+        self._stepped_to = 0  # the iterations the schedules have advanced by
+
     def before_train(self, runner) -> None:
         """Refuse an lr scaled without the accumulation; note where the
         schedules stand (a resumed run: at its window's start)."""
