@@ -2,6 +2,7 @@
 (losses, lr per optimizer step, weights), --auto-scale-lr scales the lr to
 the effective batch (mmengine's Runner ignores the accumulation: an
 error), iteration-based schedules take one value per optimizer step."""
+import glob
 import itertools
 import runpy
 
@@ -15,7 +16,7 @@ from mmengine.optim.scheduler import LinearLR
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 from reliability_tiny import TRAIN
-from tiny import PRETRAIN_CFG, tiny_pretrain_cfg
+from tiny import PRETRAIN_CFG, run_tool, tiny_pretrain_cfg
 
 from mvp_mm.engine import OptimizerStepParamSchedulerHook
 from mvp_mm.utils import make_imagenet_folder
@@ -150,6 +151,24 @@ def test_mmengine_runner_with_accumulation_and_auto_scale_lr_is_an_error(
                        match=r'scaled the lr for a batch of 8, not the '
                        r"effective 16.*runner_type='EffectiveBatchRunner'"):
         Runner.from_cfg(cfg).train()
+
+
+def test_train_tool_scales_for_a_config_without_runner_type(config,
+                                                            tmp_path):
+    """tools/train.py builds EffectiveBatchRunner when the config names no
+    runner (a user's own config)."""
+    cfg = Config.fromfile(config)
+    cfg.pop('runner_type')
+    path = str(tmp_path / 'no_runner_type.py')
+    cfg.dump(path)
+    work = tmp_path / 'work'
+    run_tool('train.py', path, '--work-dir', work, '--auto-scale-lr',
+             '--accumulate', '2', '--cfg-options',
+             'train_dataloader.batch_size=4', 'experiment_name=plain')
+    log, = glob.glob(str(work / '*' / '*.log'))
+    with open(log) as f:
+        assert 'Effective batch 8 = 1 process(es) x 4 x 2 accumulated; lr ' \
+            f'{LR * 8 / 16:.6g}' in f.read()
 
 
 class _ToyRunner:
