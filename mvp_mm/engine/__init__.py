@@ -1,11 +1,11 @@
-from .hooks import (AtomicCheckpointHook, IterationSeedHook,
+from .hooks import (AtomicCheckpointHook, IterationSeedHook, KNNMonitorHook,
                     MVPAlignmentHook, NonFiniteGuardHook,
                     StrictCheckpointLoadHook)
 from .resume import (check_checkpoint_file, find_resume_checkpoint,
                      resolve_resume)
 
 __all__ = [
-    'AtomicCheckpointHook', 'IterationSeedHook', 'MVPAlignmentHook',
-    'NonFiniteGuardHook', 'StrictCheckpointLoadHook', 'check_checkpoint_file',
-    'find_resume_checkpoint', 'resolve_resume'
+    'AtomicCheckpointHook', 'IterationSeedHook', 'KNNMonitorHook',
+    'MVPAlignmentHook', 'NonFiniteGuardHook', 'StrictCheckpointLoadHook',
+    'check_checkpoint_file', 'find_resume_checkpoint', 'resolve_resume'
 ]

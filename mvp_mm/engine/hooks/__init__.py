@@ -1,10 +1,11 @@
 from .alignment_hook import MVPAlignmentHook
 from .atomic_checkpoint_hook import AtomicCheckpointHook
 from .iteration_seed_hook import IterationSeedHook
+from .knn_monitor_hook import KNNMonitorHook
 from .non_finite_guard_hook import NonFiniteGuardHook
 from .strict_checkpoint_load_hook import StrictCheckpointLoadHook
 
 __all__ = [
-    'AtomicCheckpointHook', 'IterationSeedHook', 'MVPAlignmentHook',
-    'NonFiniteGuardHook', 'StrictCheckpointLoadHook'
+    'AtomicCheckpointHook', 'IterationSeedHook', 'KNNMonitorHook',
+    'MVPAlignmentHook', 'NonFiniteGuardHook', 'StrictCheckpointLoadHook'
 ]
