@@ -223,3 +223,55 @@ def test_two_gloo_processes_give_the_accuracies_of_one(tmp_path):
         assert torch.equal(memory['label'], single_memory['label'])
         for kind in ('cls', 'patch_mean'):
             torch.testing.assert_close(memory[kind], single_memory[kind])
+
+
+def test_the_paper_configs_one_line_turns_it_on(tmp_path):
+    """Off in the paper config; the entry its comment gives, in a config
+    deriving from it, builds a hook on ImageNet-style annotation files."""
+    from mmengine.config import Config
+
+    from tiny import PRETRAIN_CFG
+    paper = Config.fromfile(PRETRAIN_CFG)
+    assert 'KNNMonitorHook' not in [h.type for h in paper.custom_hooks]
+    with open(PRETRAIN_CFG) as f:
+        lines = f.read().splitlines()
+    start = lines.index("# custom_hooks = _base_.custom_hooks + [dict("
+                        "type='KNNMonitorHook',")
+    entry = []
+    for line in lines[start:]:
+        entry.append(line[2:])
+        if line.endswith(')]'):
+            break
+    derived = tmp_path / 'mvp_with_knn.py'
+    derived.write_text(f'_base_ = {PRETRAIN_CFG!r}\n' + '\n'.join(entry))
+    cfg = Config.fromfile(str(derived))
+    assert cfg.custom_hooks[:-1] == paper.custom_hooks
+    hook = cfg.custom_hooks[-1]
+    assert hook.memory.ann_file == 'meta/train_knn.txt'
+
+    # ImageNet's layout: meta/*.txt lines "path label", val/ flat.
+    root = tmp_path / 'imagenet'
+    make_imagenet_folder(str(root), 7, 3, 40, split='train', seed=3)
+    make_imagenet_folder(str(root), 7, 1, 40, split='val', seed=4)
+    os.makedirs(root / 'meta')
+    train = sorted(glob.glob(str(root / 'train' / '*' / '*')))
+    with open(root / 'meta' / 'train_knn.txt', 'w') as f:
+        for path in train:
+            f.write(f'{osp.relpath(path, root / "train")} '
+                    f'{int(osp.basename(osp.dirname(path))[1:])}\n')
+    with open(root / 'meta' / 'val.txt', 'w') as f:
+        for path in sorted(glob.glob(str(root / 'val' / '*' / '*'))):
+            os.replace(path, root / 'val' / osp.basename(path))
+            f.write(f'{osp.basename(path)} '
+                    f'{int(osp.basename(osp.dirname(path))[1:])}\n')
+    for name in ('memory', 'query'):
+        hook[name].data_root = str(root)
+    hook = KNNMonitorHook(**{k: v for k, v in hook.items() if k != 'type'},
+                          num_workers=0)
+    model = tiny_model()
+    hook.before_train(SimpleNamespace(
+        model=model, build_dataloader=Runner.build_dataloader))
+    assert [len(hook.loaders[n].dataset) for n in ('memory', 'query')] == \
+        [21, 7]
+    scores = hook.evaluate(model)
+    assert set(scores) == set(KEYS)
