@@ -232,6 +232,8 @@ def test_demo_config_resumes_exactly(demo_run, tmp_path):
     for hook in cfg.custom_hooks:
         if 'dataloader' in hook:  # the held-out alignment
             hook.dataloader.dataset.data_root = data_root
+        if 'memory' in hook:  # the k-NN sets
+            hook.memory.data_root = hook.query.data_root = data_root + 'knn'
     cfg.dump(str(tmp_path / 'resume.py'))
     cfg.custom_imports.imports.append('reliability_test_hooks')
     kill_after = ITERS_PER_EPOCH + 3
