@@ -183,7 +183,9 @@ train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
 # loss or gradient norm stops the run, and so do NaN/Inf or exploded weights
 # before a save (AMP: steps with non-finite gradients are skipped and
 # counted); a --resume checkpoint that does not match the model, or holds
-# NaN/Inf, is an error.
+# NaN/Inf, is an error. A second training run in the same work dir stops at
+# once (tools/train.py locks it before building anything; this hook covers
+# mmpretrain's own tools/train.py).
 default_hooks = dict(
     checkpoint=dict(type='AtomicCheckpointHook', interval=1,
                     max_keep_ckpts=3))
@@ -191,6 +193,7 @@ custom_hooks = [
     dict(type='IterationSeedHook'),
     dict(type='NonFiniteGuardHook'),
     dict(type='StrictCheckpointLoadHook'),
+    dict(type='WorkDirLockHook'),
 ]
 # k-NN monitor (DINO's weighted k-NN top-1/top-5 of the student's CLS and mean
 # patch token, docs/knn_monitor.md): off, as it needs labelled images. One

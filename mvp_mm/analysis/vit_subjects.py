@@ -16,7 +16,7 @@ from PIL import Image
 from torch import nn
 
 from mmpretrain.registry import MODELS
-from ..models.pretrained_models import (build_open_clip_model,
+from ..models.teachers.pretrained_models import (build_open_clip_model,
                                         build_timm_model)
 from .checkpoint import load_state_dict
 

@@ -32,7 +32,7 @@ from mmseg.datasets import ADE20KDataset
 from mmseg.datasets.transforms import LoadAnnotations, PackSegInputs
 from mmseg.evaluation import IoUMetric
 from ..models import CLIPTargetGenerator
-from ..models.pretrained_models import build_open_clip_model
+from ..models.teachers.pretrained_models import build_open_clip_model
 
 TokenEncoder = Callable[[torch.Tensor], torch.Tensor]
 ADE20K_CLASSES = ADE20KDataset.METAINFO['classes']  # 150 names, label order

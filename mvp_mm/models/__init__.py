@@ -1,15 +1,14 @@
-from .biased_attention import biased_attention
-from .clip_target_generator import CLIPTargetGenerator
+"""The MVP algorithm (``mvp.py``, ``mvp_head.py``, ``mvp_loss.py``), its
+``student/``, its ``teachers/`` and the ``downstream/`` backbones that load
+its checkpoint."""
 from .downstream import MVPBEiT, MVPBEiTViT
-from .frozen_teacher import FrozenTeacher
-from .fused_beit_attention import FusedBEiTAttention
-from .fused_beit_layer import FusedBEiTTransformerEncoderLayer
-from .fused_beit_pretrain_vit import FusedBEiTPretrainViT
 from .mvp import MVP
 from .mvp_head import MVPHead
 from .mvp_loss import MVPLoss
-from .quick_gelu_folding import fold_quick_gelu
-from .timm_target_generator import TimmTargetGenerator
+from .student import (FusedBEiTAttention, FusedBEiTPretrainViT,
+                      FusedBEiTTransformerEncoderLayer, biased_attention)
+from .teachers import (CLIPTargetGenerator, FrozenTeacher,
+                       TimmTargetGenerator, fold_quick_gelu)
 
 __all__ = [
     'CLIPTargetGenerator', 'FrozenTeacher', 'FusedBEiTAttention',

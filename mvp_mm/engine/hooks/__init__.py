@@ -4,8 +4,10 @@ from .iteration_seed_hook import IterationSeedHook
 from .knn_monitor_hook import KNNMonitorHook
 from .non_finite_guard_hook import NonFiniteGuardHook
 from .strict_checkpoint_load_hook import StrictCheckpointLoadHook
+from .work_dir_lock_hook import WorkDirLockHook
 
 __all__ = [
     'AtomicCheckpointHook', 'IterationSeedHook', 'KNNMonitorHook',
-    'MVPAlignmentHook', 'NonFiniteGuardHook', 'StrictCheckpointLoadHook'
+    'MVPAlignmentHook', 'NonFiniteGuardHook', 'StrictCheckpointLoadHook',
+    'WorkDirLockHook'
 ]

@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 from tiny import TINY_CLIP, TINY_VIT
 
 from mmpretrain.registry import MODELS
-from mvp_mm.models.quick_gelu_folding import fold_quick_gelu
+from mvp_mm.models.teachers.quick_gelu_folding import fold_quick_gelu
 from mvp_mm.utils import hub
 from mvp_mm.utils.hub import use_hub_offline_if_unreachable
 

@@ -23,7 +23,7 @@ class FusedBEiTAttention(BEiTAttention):
     memory-efficient kernel, which returns the bias gradient as well (no
     ``[B, heads, N, N]`` attention matrix kept for the backward pass). On
     CPU, PyTorch has no fused kernel that returns a bias gradient, so a
-    trainable bias takes :func:`~mvp_mm.models.biased_attention.
+    trainable bias takes :func:`~mvp_mm.models.student.biased_attention.
     biased_attention` (same maths, one autograd node); without gradients
     (frozen, ``no_grad``) the fused CPU kernel runs.
 

@@ -9,7 +9,7 @@ from tiny import IMG, TINY_CLIP
 
 from mmpretrain.registry import MODELS
 from mvp_mm.models import FrozenTeacher
-from mvp_mm.models.frozen_teacher import IMAGENET_MEAN, IMAGENET_STD
+from mvp_mm.models.teachers.frozen_teacher import IMAGENET_MEAN, IMAGENET_STD
 
 MODEL = 'ViT-B-16-quickgelu'
 

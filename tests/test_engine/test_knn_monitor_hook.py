@@ -204,7 +204,7 @@ def test_two_gloo_processes_give_the_accuracies_of_one(tmp_path):
                      WORLD_SIZE='2', MASTER_ADDR='127.0.0.1',
                      MASTER_PORT=port, OMP_NUM_THREADS='1',
                      PYTHONPATH=os.pathsep.join(
-                         [REPO, osp.join(REPO, 'tests', 'engine'),
+                         [REPO, osp.join(REPO, 'tests', 'test_engine'),
                           osp.join(REPO, 'tests')])),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for rank in (0, 1)

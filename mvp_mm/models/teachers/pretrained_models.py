@@ -20,7 +20,7 @@ from mmengine.logging import MMLogger
 from open_clip.constants import HF_WEIGHTS_NAME
 from torch import nn
 
-from ..utils.hub import (unavailable_weights_message,
+from ...utils.hub import (unavailable_weights_message,
                          use_hub_offline_if_unreachable)
 
 # timm's hub repositories all hold this file (timm loads it first).

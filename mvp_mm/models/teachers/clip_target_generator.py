@@ -36,7 +36,7 @@ class CLIPTargetGenerator(FrozenTeacher):
     and re-normalises it to CLIP's own mean/std. See :class:`FrozenTeacher`
     for that and for what "frozen" guarantees. Being frozen, its QuickGELU
     MLPs are rewritten once into the same function with an in-place SiLU
-    (:func:`~mvp_mm.models.quick_gelu_folding.fold_quick_gelu`).
+    (:func:`~mvp_mm.models.teachers.quick_gelu_folding.fold_quick_gelu`).
 
     Args:
         model_name (str): An open_clip architecture name. OpenAI weights need
