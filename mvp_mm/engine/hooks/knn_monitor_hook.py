@@ -1,6 +1,6 @@
 """k-NN accuracy of the student's features, logged during pre-training."""
 import time
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, Optional, Union
 
 import torch
 import torch.nn.functional as F
