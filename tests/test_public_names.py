@@ -24,8 +24,9 @@ REGISTERED = {
     ('mmpretrain', 'DATA_SAMPLERS'): ['SeededSampler'],
     ('mmpretrain', 'DATASETS'): ['ShardDataset'],
     ('mmpretrain', 'HOOKS'): [
-        'AtomicCheckpointHook', 'IterationSeedHook', 'MVPAlignmentHook',
-        'NonFiniteGuardHook', 'StrictCheckpointLoadHook', 'WorkDirLockHook'
+        'AtomicCheckpointHook', 'IterationSeedHook', 'KNNMonitorHook',
+        'MVPAlignmentHook', 'NonFiniteGuardHook', 'StrictCheckpointLoadHook',
+        'WorkDirLockHook'
     ],
     ('mmpretrain', 'METRICS'): ['MVPAlignmentMetric'],
 }

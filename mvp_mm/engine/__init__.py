@@ -1,4 +1,4 @@
-from .hooks import (AtomicCheckpointHook, IterationSeedHook,
+from .hooks import (AtomicCheckpointHook, IterationSeedHook, KNNMonitorHook,
                     MVPAlignmentHook, NonFiniteGuardHook,
                     StrictCheckpointLoadHook, WorkDirLockHook)
 from .resume import (check_checkpoint_file, find_resume_checkpoint,
@@ -7,8 +7,9 @@ from .work_dir_lock import (WorkDirLock, WorkDirLockedError, launch_rank,
                             lock_work_dir)
 
 __all__ = [
-    'AtomicCheckpointHook', 'IterationSeedHook', 'MVPAlignmentHook',
-    'NonFiniteGuardHook', 'StrictCheckpointLoadHook', 'check_checkpoint_file',
-    'find_resume_checkpoint', 'resolve_resume', 'WorkDirLockHook',
-    'WorkDirLock', 'WorkDirLockedError', 'launch_rank', 'lock_work_dir'
+    'AtomicCheckpointHook', 'IterationSeedHook', 'KNNMonitorHook',
+    'MVPAlignmentHook', 'NonFiniteGuardHook', 'StrictCheckpointLoadHook',
+    'check_checkpoint_file', 'find_resume_checkpoint', 'resolve_resume',
+    'WorkDirLockHook', 'WorkDirLock', 'WorkDirLockedError', 'launch_rank',
+    'lock_work_dir'
 ]
