@@ -22,10 +22,11 @@ REGISTERED = {
         'CheckedLoadImageFromFile', 'RandomResizedCropFromFile'
     ],
     ('mmpretrain', 'DATA_SAMPLERS'): ['ResumableSampler', 'SeededSampler'],
+    ('mmpretrain', 'DATASETS'): ['ShardDataset'],
     ('mmpretrain', 'HOOKS'): [
-        'AtomicCheckpointHook', 'IterationSeedHook', 'MVPAlignmentHook',
-        'NonFiniteGuardHook', 'StrictCheckpointLoadHook',
-        'OptimizerStepParamSchedulerHook'
+        'AtomicCheckpointHook', 'IterationSeedHook', 'KNNMonitorHook',
+        'MVPAlignmentHook', 'NonFiniteGuardHook', 'StrictCheckpointLoadHook',
+        'WorkDirLockHook', 'OptimizerStepParamSchedulerHook'
     ],
     ('mmpretrain', 'LOOPS'): ['ResumableEpochBasedTrainLoop'],
     # root registry: the runner_type of mmpretrain and mmseg configs alike

@@ -65,10 +65,12 @@ runner_type = 'EffectiveBatchRunner'
 # BEiT fine-tunes without gradient clipping, so no gradient norm is computed
 # to check (AMP: steps with non-finite gradients are skipped and counted).
 # The model's own randomness (drop path, Mixup / CutMix) is re-seeded per
-# iteration, the data's per sample (above): --resume is exact.
+# iteration, the data's per sample (above): --resume is exact. One training
+# run per work dir, also with mmpretrain's tools/train.py.
 custom_hooks = [
     dict(type='IterationSeedHook'),
-    dict(type='NonFiniteGuardHook')
+    dict(type='NonFiniteGuardHook'),
+    dict(type='WorkDirLockHook')
 ]
 # Checkpoints are written atomically, as in pre-training: a killed or failed
 # save never replaces a good checkpoint (docs/troubleshooting.md).

@@ -48,10 +48,12 @@ runner_type = 'EffectiveBatchRunner'
 # a checkpoint is saved; a --resume / load_from file with NaN/Inf is refused.
 # No gradient clipping (MAE's recipe), so no gradient norm is checked.
 # Any randomness of the model is re-seeded per iteration, the data's per
-# sample (above): --resume is exact.
+# sample (above): --resume is exact. One training run per work dir, also
+# with mmpretrain's tools/train.py.
 custom_hooks = [
     dict(type='IterationSeedHook'),
-    dict(type='NonFiniteGuardHook')
+    dict(type='NonFiniteGuardHook'),
+    dict(type='WorkDirLockHook')
 ]
 # Checkpoints are written atomically, as in pre-training: a killed or failed
 # save never replaces a good checkpoint (docs/troubleshooting.md).

@@ -185,7 +185,9 @@ train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs)
 # loss or gradient norm stops the run, and so do NaN/Inf or exploded weights
 # before a save (AMP: steps with non-finite gradients are skipped and
 # counted); a --resume checkpoint that does not match the model, or holds
-# NaN/Inf, is an error.
+# NaN/Inf, is an error. A second training run in the same work dir stops at
+# once (tools/train.py locks it before building anything; this hook covers
+# mmpretrain's own tools/train.py).
 default_hooks = dict(
     checkpoint=dict(type='AtomicCheckpointHook', interval=1,
                     max_keep_ckpts=3),
@@ -196,7 +198,17 @@ custom_hooks = [
     dict(type='IterationSeedHook'),
     dict(type='NonFiniteGuardHook'),
     dict(type='StrictCheckpointLoadHook'),
+    dict(type='WorkDirLockHook'),
 ]
+# k-NN monitor (DINO's weighted k-NN top-1/top-5 of the student's CLS and mean
+# patch token, docs/knn_monitor.md): off, as it needs labelled images. One
+# entry turns it on, e.g. in a config with this one as _base_ (memory: 1 in
+# 10 train images, `awk 'NR % 10 == 1' meta/train.txt > meta/train_knn.txt`):
+# custom_hooks = _base_.custom_hooks + [dict(type='KNNMonitorHook',
+#     memory=dict(data_root='data/imagenet', data_prefix='train',
+#                 ann_file='meta/train_knn.txt'),
+#     query=dict(data_root='data/imagenet', data_prefix='val',
+#                ann_file='meta/val.txt'))]
 randomness = dict(seed=0, diff_rank_seed=True)
 # Every student parameter gets a gradient from Eq. 9 (the teacher has none).
 find_unused_parameters = False
