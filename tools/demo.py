@@ -26,7 +26,6 @@ import time
 from typing import List
 
 from mmengine.hooks import Hook
-from mmengine.runner import Runner
 from PIL import Image
 # tools/train.py, next to this file: the same config handling as training.
 from train import load_config
@@ -34,7 +33,7 @@ from train import parse_args as parse_train_args
 
 from mvp_mm.analysis import (attention_panels, figure_row, load_vit_subject,
                              plot_training_curves, read_scalars)
-from mvp_mm.engine import find_resume_checkpoint
+from mvp_mm.engine import EffectiveBatchRunner, find_resume_checkpoint
 from mvp_mm.utils import (make_lfw_imagenet_folders,
                           make_photo_imagenet_folder, write_photos)
 
@@ -100,8 +99,8 @@ def prepare_data(root: str = DATA_ROOT) -> List[str]:
                   if path.startswith('val' + os.sep))
 
 
-class QuietConsoleRunner(Runner):
-    """mmengine's Runner with its console at WARNING: the log file in the
+class QuietConsoleRunner(EffectiveBatchRunner):
+    """The config's runner with its console at WARNING: the log file in the
     work dir keeps every level; the demo prints its own progress lines."""
 
     def __init__(self, *args, **kwargs) -> None:
