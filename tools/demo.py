@@ -2,12 +2,13 @@
 
 1. Writes ``data/mvp_demo`` from the real photographs that scikit-image
    ships (no download): 40 ImageNet-format crops of 5 photos to train on,
-   and 4 other photos held out.
+   4 other photos held out, and labelled faces and non-faces (its
+   ``lfw_subset``) for the k-NN monitor.
 2. Pre-trains ``configs/pretrain/mvp_vit-tiny-p16_6e_demo.py`` on them, in
    this process: the paper config shrunk (4-block ViT-Ti student, CLIP
    ViT-B/16 teacher), with the student-teacher alignment on the held-out
-   photos evaluated every epoch.
-3. Draws ``curves.png`` (training loss, held-out alignment) and
+   photos evaluated every epoch and the student's k-NN accuracy every 3.
+3. Draws ``curves.png`` (training loss, held-out alignment, k-NN) and
    ``attention.png`` (the student's last-block CLS attention on the held-out
    photos) into the work dir.
 
@@ -25,7 +26,6 @@ import time
 from typing import List
 
 from mmengine.hooks import Hook
-from mmengine.runner import Runner
 from PIL import Image
 # tools/train.py, next to this file: the same config handling as training.
 from train import load_config
@@ -33,8 +33,9 @@ from train import parse_args as parse_train_args
 
 from mvp_mm.analysis import (attention_panels, figure_row, load_vit_subject,
                              plot_training_curves, read_scalars)
-from mvp_mm.engine import find_resume_checkpoint
-from mvp_mm.utils import make_photo_imagenet_folder, write_photos
+from mvp_mm.engine import EffectiveBatchRunner, find_resume_checkpoint
+from mvp_mm.utils import (make_lfw_imagenet_folders,
+                          make_photo_imagenet_folder, write_photos)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(REPO, 'configs', 'pretrain', 'mvp_vit-tiny-p16_6e_demo.py')
@@ -78,6 +79,8 @@ def prepare_data(root: str = DATA_ROOT) -> List[str]:
         make_photo_imagenet_folder(partial, num_classes=5,
                                    images_per_class=8, split='train', seed=0)
         write_photos(osp.join(partial, 'val'))
+        make_lfw_imagenet_folders(osp.join(partial, 'knn'),
+                                  train_per_class=15, val_per_class=10)
         with open(osp.join(partial, MANIFEST), 'w') as f:
             f.write('\n'.join(_files_under(partial)) + '\n')
         os.replace(partial, root)  # all or nothing
@@ -96,8 +99,8 @@ def prepare_data(root: str = DATA_ROOT) -> List[str]:
                   if path.startswith('val' + os.sep))
 
 
-class QuietConsoleRunner(Runner):
-    """mmengine's Runner with its console at WARNING: the log file in the
+class QuietConsoleRunner(EffectiveBatchRunner):
+    """The config's runner with its console at WARNING: the log file in the
     work dir keeps every level; the demo prints its own progress lines."""
 
     def __init__(self, *args, **kwargs) -> None:
@@ -120,12 +123,15 @@ class QuietConsoleRunner(Runner):
 
 class ProgressHook(Hook):
     """A console line per epoch: the epoch's mean loss, the latest held-out
-    alignment (from MVPAlignmentHook), the time since training started."""
+    alignment (from MVPAlignmentHook), the k-NN top-1 accuracy after an
+    epoch that measured it (KNNMonitorHook), the time since training
+    started."""
 
     priority = 'LOWEST'
 
     def before_train(self, runner) -> None:
         self.start = time.perf_counter()
+        self.knn_evaluations = 0
 
     def after_train_epoch(self, runner) -> None:
         hub = runner.message_hub
@@ -136,6 +142,14 @@ class ProgressHook(Hook):
             line += '  held-out cosine: ' + '  '.join(
                 f'{key} {hub.get_scalar("alignment/" + key).current():.3f}'
                 for key in ('cls', 'masked', 'visible'))
+        if 'knn/cls_top1' in hub.log_scalars:
+            evaluations = len(hub.get_scalar('knn/cls_top1').data[0])
+            if evaluations > self.knn_evaluations:
+                self.knn_evaluations = evaluations
+                top1 = {kind: hub.get_scalar(f'knn/{kind}_top1').current()
+                        for kind in ('cls', 'patch_mean')}
+                line += '  k-NN top-1: ' + '  '.join(
+                    f'{kind} {value:.0f}%' for kind, value in top1.items())
         print(f'{line}  ({time.perf_counter() - self.start:.0f} s)',
               flush=True)
 

@@ -18,8 +18,8 @@ from mmengine.utils import digit_version
 
 import mvp_mm  # noqa: F401  (compatibility layers + registration)
 from mvp_mm.datasets import check_dataloader_data
-from mvp_mm.engine import (StoppedBySignal, launch_rank, lock_work_dir,
-                           resolve_resume)
+from mvp_mm.engine import (EffectiveBatchRunner, StoppedBySignal,
+                           launch_rank, lock_work_dir, resolve_resume)
 
 
 def parse_args(argv=None):
@@ -41,6 +41,13 @@ def parse_args(argv=None):
         '--auto-scale-lr',
         action='store_true',
         help='scale the lr linearly with the actual total batch size')
+    parser.add_argument(
+        '--accumulate',
+        type=int,
+        metavar='N',
+        help='gradient accumulation: one optimizer step every N batches '
+        '(optim_wrapper.accumulative_counts=N), for an effective batch of '
+        'GPUs x batch x N; --auto-scale-lr scales the lr to it')
     parser.add_argument(
         '--pretrained',
         help='downstream configs: the MVP pre-training checkpoint the '
@@ -82,6 +89,12 @@ def merge_args(cfg: Config, args) -> Config:
         cfg.resume, cfg.load_from = True, args.resume
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
+    if args.accumulate is not None:
+        if args.accumulate < 1:
+            raise ValueError(
+                f'--accumulate {args.accumulate}: the number of batches per '
+                'optimizer step must be 1 or more.')
+        cfg.optim_wrapper.accumulative_counts = args.accumulate
     if args.pretrained is not None:
         init_cfg = cfg.model.get('backbone', {}).get('init_cfg')
         if not (isinstance(init_cfg, dict)
@@ -192,8 +205,10 @@ def load_config(args) -> Config:
 
 def main():
     cfg = load_config(parse_args())
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg \
-        else RUNNERS.build(cfg)
+    # a config of ours names EffectiveBatchRunner; any other gets it too, so
+    # --auto-scale-lr counts --accumulate's batches whatever the config
+    runner = EffectiveBatchRunner.from_cfg(cfg) \
+        if 'runner_type' not in cfg else RUNNERS.build(cfg)
     if cfg.get('compile'):
         plain_param_groups(runner)
     try:

@@ -141,12 +141,11 @@ def newest_complete_checkpoint(folder: str,
 
 
 def _later_checkpoint(recorded: str, templates) -> Optional[str]:
-    """The newest complete checkpoint saved after ``recorded``, or None: of
-    ``recorded``'s template, a higher step written no earlier (a higher
-    step written earlier is a stale file of an earlier run); of another
-    template (an ``iter_N.pth`` saved inside an epoch beside the epoch
-    checkpoints), its highest step if written after ``recorded``."""
-    written = osp.getmtime(recorded)
+    """A complete checkpoint saved after ``recorded``, or None: of
+    ``recorded``'s own series, a higher step written later (a higher step
+    written earlier is a stale file of an earlier run); of another series
+    (another template: its steps count other things), one written later.
+    Of several, the newest."""
     later = []
     for template in templates:
         steps = checkpoints_by_step(osp.dirname(recorded), template)
@@ -154,11 +153,11 @@ def _later_checkpoint(recorded: str, templates) -> Optional[str]:
             continue
         newest = steps[max(steps)]
         step = step_of(recorded, template)
-        if step is None:  # another template: any save after ``recorded``
-            saved_after = osp.getmtime(newest) > written
-        else:
-            saved_after = max(steps) > step and osp.getmtime(newest) >= written
-        if saved_after:
+        if step is not None:
+            if max(steps) > step and \
+                    osp.getmtime(newest) >= osp.getmtime(recorded):
+                later.append(newest)
+        elif osp.getmtime(newest) > osp.getmtime(recorded):
             later.append(newest)
     return max(later, key=osp.getmtime) if later else None
 
@@ -289,6 +288,9 @@ def resolve_resume(cfg: Config) -> None:
     if not cfg.get('resume', False):
         return
     out_dir, templates = _checkpoint_hook_output(cfg)
+    # and mmengine's other name: checkpoints taken inside the epochs of an
+    # epoch-checkpointed run (iter_N.pth) resume it too
+    templates += tuple(t for t in STEP_TEMPLATES if t not in templates)
     cfg.load_from = find_resume_checkpoint(
         cfg.work_dir, None if _remote(out_dir) else out_dir, templates)
     if cfg.load_from is None:
