@@ -29,7 +29,8 @@ def _free_port() -> str:
 def _cfg(data: str, work: str, batch_size: int):
     cfg = reliable_tiny_cfg(data, work, batch_size=batch_size,
                             checkpoint_interval=CKPT_EVERY)
-    cfg.train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=EPOCHS)
+    cfg.train_cfg = dict(type='ResumableEpochBasedTrainLoop',
+                         max_epochs=EPOCHS)
     cfg.log_processor = dict(by_epoch=True)
     cfg.model.backbone.drop_path_rate = 0.0  # no per-rank model noise
     return cfg
