@@ -119,3 +119,16 @@ def test_signal_save_is_refused_with_nan_weights(tmp_path, stop_signals):
         Runner.from_cfg(_cfg(tmp_path, 'work', dict(
             signal_name='SIGUSR1', iteration=2, nan_weights=True))).train()
     assert not glob.glob(osp.join(work, '*.pth*'))
+
+
+def test_signal_waits_for_the_accumulation_window(tmp_path, stop_signals):
+    """accumulative_counts=2, SIGTERM after iteration 1: the window ends
+    (iteration 2, the optimizer step), then the save: nothing accumulated
+    is lost."""
+    work = str(tmp_path / 'work')
+    cfg = _cfg(tmp_path, 'work', dict(signal_name='SIGTERM', iteration=1))
+    cfg.optim_wrapper.accumulative_counts = 2
+    with pytest.raises(StoppedBySignal):
+        Runner.from_cfg(cfg).train()
+    assert sorted(n for n in os.listdir(work) if '.pth' in n) == [
+        'signal_iter_2.pth']

@@ -11,7 +11,8 @@ from mmengine.dist import barrier, is_distributed, is_main_process
 
 from mmpretrain.registry import HOOKS
 
-from .triggered_checkpoint_hook import TriggeredCheckpointHook, max_over_ranks
+from .triggered_checkpoint_hook import (TriggeredCheckpointHook,
+                                        ends_optimizer_step, max_over_ranks)
 
 #: The exit code of a run stopped by a signal, after the checkpoint of its
 #: last iteration is complete (or before its first iteration, with nothing
@@ -40,11 +41,12 @@ class SaveOnSignalHook(TriggeredCheckpointHook):
     end, a signal of ``signals`` only sets a flag, and:
 
     1. the iteration in progress finishes (forward, backward, optimizer and
-       lr steps, logging);
-    2. the ranks agree: after every iteration, one all-reduce of one number
-       (the signal, or 0) tells every rank whether any rank got one, so all
-       stop after the same iteration, also when the signal reached some
-       ranks (nodes) later or not at all;
+       lr steps, logging); with gradient accumulation, the rest of its
+       window too (what a window accumulated is in no checkpoint);
+    2. the ranks agree: after every optimizer step, one all-reduce of one
+       number (the signal, or 0) tells every rank whether any rank got one,
+       so all stop after the same iteration, also when the signal reached
+       some ranks (nodes) later or not at all;
     3. the weights are checked (:class:`NonFiniteGuardHook`) and the
        checkpoint of that iteration is written atomically
        (``signal_iter_N.pth``, a series of its own:
@@ -198,6 +200,8 @@ class SaveOnSignalHook(TriggeredCheckpointHook):
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:
         """Save this iteration and stop if any rank got a signal."""
+        if not ends_optimizer_step(runner):
+            return
         signum = self._agreed_signal(runner)
         if signum:
             started = time.monotonic()

@@ -5,13 +5,14 @@ from mmengine.dist import is_main_process
 
 from mmpretrain.registry import HOOKS
 
-from .triggered_checkpoint_hook import TriggeredCheckpointHook, max_over_ranks
+from .triggered_checkpoint_hook import (TriggeredCheckpointHook,
+                                        ends_optimizer_step, max_over_ranks)
 
 
 @HOOKS.register_module()
 class TimedCheckpointHook(TriggeredCheckpointHook):
-    """Save after the first iteration that ends ``interval_minutes`` after
-    the last checkpoint.
+    """Save after the first optimizer step that ends ``interval_minutes``
+    after the last checkpoint.
 
     Part of the training tooling of `MVP: Multimodality-guided Visual
     Pre-training <https://arxiv.org/abs/2203.05175>`_: an ImageNet epoch of
@@ -65,7 +66,9 @@ class TimedCheckpointHook(TriggeredCheckpointHook):
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:
-        """Save if rank 0's clock says so."""
+        """Save if rank 0's clock says so (at a window's end)."""
+        if not ends_optimizer_step(runner):
+            return
         elapsed = time.monotonic() - self.last_save
         due = is_main_process() and elapsed >= 60 * self.interval_minutes
         if max_over_ranks(runner, float(due)):

@@ -8,6 +8,7 @@ import torch
 from mmengine.dist import all_reduce, is_distributed, is_main_process
 from mmengine.model import is_model_wrapper
 
+from ..runners.effective_batch_runner import optim_wrappers
 from .atomic_checkpoint_hook import AtomicCheckpointHook
 from .non_finite_guard_hook import NonFiniteGuardHook
 
@@ -30,6 +31,21 @@ def max_over_ranks(runner, value: float) -> float:
     flag = torch.tensor([value], device=next(model.parameters()).device)
     all_reduce(flag, op='max')
     return float(flag.item())
+
+
+def ends_optimizer_step(runner) -> bool:
+    """Whether the iteration just run stepped the optimizer: every iteration
+    without gradient accumulation, the last of each window of
+    ``accumulative_counts`` with it. The same on every rank.
+
+    Args:
+        runner (Runner): The runner, in ``after_train_iter``.
+
+    Returns:
+        bool: True at the end of an accumulation window.
+    """
+    return all(wrapper.should_update()
+               for wrapper in optim_wrappers(runner.optim_wrapper))
 
 
 class TriggeredCheckpointHook(AtomicCheckpointHook):
