@@ -18,7 +18,7 @@ from mvp_mm.utils import make_imagenet_folder
 
 SCRIPT = osp.join(REPO, 'tools', 'sbatch_train.sh')
 JOB_ID = '4242'
-MAX_ITERS = 16
+MAX_ITERS = 10
 
 # Each stand-in appends its argv to $STANDIN_LOG, one JSON list a line.
 _RECORD = """#!{python}
@@ -141,7 +141,7 @@ def test_slurm_job_saves_requeues_itself_and_resumes(tmp_path):
     cfg.custom_hooks += [
         dict(type='SendSignalHook', signal_name='SIGUSR1', iteration=2,
              rank=0, pid_file=pid_file),
-        dict(type='SlowIterationHook', seconds=0.5)
+        dict(type='SlowIterationHook', seconds=0.4)
     ]
     cfg.dump(config)
 
