@@ -7,7 +7,6 @@ import os.path as osp
 import socket
 import subprocess
 
-import pytest
 import torch
 from mmengine.runner import Runner
 from reliability_tiny import REPO, logged_losses, reliable_tiny_cfg
