@@ -14,17 +14,38 @@ paper's Figure 3, https://arxiv.org/abs/2203.05175), overlaid on images.
 MODEL is a config file, ``timm:NAME`` or ``open_clip:NAME``; CHECKPOINT is
 then a checkpoint file, ``pretrained`` / a file (timm), a tag / a file
 (open_clip), or ``none`` (random weights, for tests). One PNG per image:
-the input, then one overlay per model.
+the input, then one overlay per model. The arguments are checked before the
+libraries are imported (tools/argument_checks.py).
 """
 import argparse
 import os
 import os.path as osp
+import sys
 
-from mmengine.config import DictAction
-from mmengine.logging import print_log
+sys.path.append(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from argument_checks import (add_cfg_options, config_file,  # noqa: E402
+                             existing_file)
 
-import mvp_mm  # noqa: F401  (registers MVP's modules)
-from mvp_mm.analysis import attention_panels, figure_row, load_vit_subject
+NO_WEIGHTS = 'none'  # mvp_mm.analysis.vit_subjects: random weights
+CHECKPOINT = existing_file(
+    'checkpoint', "pass the checkpoint file of the config's run, or "
+    f'{NO_WEIGHTS!r} for random weights')
+
+
+def check_model(parser: argparse.ArgumentParser, model: str,
+                checkpoint: str) -> None:
+    """A config MODEL must exist, with a checkpoint file or ``none``;
+    ``timm:`` / ``open_clip:`` names and tags are checked when loaded."""
+    family, _, name = model.partition(':')
+    if family in ('timm', 'open_clip') and name:
+        return
+    try:
+        config_file(model)
+        if checkpoint != NO_WEIGHTS:
+            CHECKPOINT(checkpoint)
+    except argparse.ArgumentTypeError as error:
+        parser.error(f'{error} (MODEL is a config file, timm:NAME or '
+                     'open_clip:NAME)')
 
 
 def parse_args():
@@ -33,7 +54,10 @@ def parse_args():
     parser.add_argument('model', help='config file, timm:NAME or '
                         'open_clip:NAME')
     parser.add_argument('checkpoint', help='weights for MODEL (see above)')
-    parser.add_argument('images', nargs='+', help='image files')
+    parser.add_argument(
+        'images', nargs='+',
+        type=existing_file('image', 'pass image files', pattern=None),
+        help='image files')
     parser.add_argument('--out', required=True, help='output folder')
     parser.add_argument(
         '--compare', nargs=2, action='append', default=[],
@@ -43,13 +67,20 @@ def parse_args():
                         help='side of each panel in pixels')
     parser.add_argument('--alpha', type=float, default=0.5,
                         help='opacity of the heat map')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='overrides for the config file(s)')
-    return parser.parse_args()
+    add_cfg_options(parser, 'model.backbone.arch=large (config files)')
+    args = parser.parse_args()
+    for model, checkpoint in [(args.model, args.checkpoint)] + args.compare:
+        check_model(parser, model, checkpoint)
+    return args
 
 
 def main():
-    args = parse_args()
+    args = parse_args()  # before the imports: --help and errors at once
+    from mmengine.logging import print_log
+
+    import mvp_mm  # noqa: F401  (registers MVP's modules)
+    from mvp_mm.analysis import (attention_panels, figure_row,
+                                 load_vit_subject)
     subjects = [
         load_vit_subject(model, checkpoint, args.cfg_options)
         for model, checkpoint in [(args.model, args.checkpoint)] +
