@@ -16,8 +16,10 @@ arguments are checked before the libraries are imported
 """
 import argparse
 import json
+import os
 import os.path as osp
 import sys
+import warnings
 
 sys.path.append(osp.dirname(osp.dirname(osp.abspath(__file__))))
 from argument_checks import (add_cfg_options, config_file,  # noqa: E402
@@ -56,7 +58,12 @@ def parse_args():
     parser.add_argument('--max-images', type=int,
                         help='only the first N images of each set')
     parser.add_argument('--batch-size', type=int, default=64)
-    parser.add_argument('--num-workers', type=int, default=4)
+    cores = len(os.sched_getaffinity(0)) if hasattr(
+        os, 'sched_getaffinity') else (os.cpu_count() or 1)
+    parser.add_argument(
+        '--num-workers', type=int, default=min(4, cores),
+        help='loader processes per data set. Default: 4, or the available '
+        f'cores if fewer ({min(4, cores)} here)')
     parser.add_argument(
         '--device', help='Default: cuda if torch sees a GPU, else cpu')
     parser.add_argument('--out', type=output_file,
@@ -84,6 +91,10 @@ def main():
                                            read_class_names, text_classifier,
                                            zero_shot_classification,
                                            zero_shot_segmentation)
+    # torch warns at every loader it starts with more workers than cores
+    # (once per encoder and data set): once is enough.
+    warnings.filterwarnings('once', message='This DataLoader will create',
+                            category=UserWarning)
     args.device = args.device or ('cuda' if torch.cuda.is_available() else
                                   'cpu')
     cfg = Config.fromfile(args.config)
