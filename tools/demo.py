@@ -84,11 +84,13 @@ def prepare_data(root: str = DATA_ROOT) -> List[str]:
 
 
 def draw_attention(config: str, checkpoint: str, cfg_options: dict,
-                   photos: List[str], out: str) -> None:
-    """The held-out photos (top) and the student's attention (bottom)."""
+                   photos: List[str], out: str, caption: str) -> None:
+    """The held-out photos (top), the student's attention (bottom), a colour
+    bar and ``caption``."""
     from PIL import Image
 
-    from mvp_mm.analysis import attention_panels, figure_row, load_vit_subject
+    from mvp_mm.analysis import (attention_panels, explained_figure,
+                                 figure_row, load_vit_subject)
     student = load_vit_subject(config, checkpoint, cfg_options)
     inputs, overlays = [], []
     for path in photos:
@@ -103,7 +105,7 @@ def draw_attention(config: str, checkpoint: str, cfg_options: dict,
     canvas = Image.new('RGB', (rows[0].width, 2 * rows[0].height), 'white')
     for index, row in enumerate(rows):
         canvas.paste(row, (0, index * row.height))
-    canvas.save(out)
+    explained_figure(canvas, caption).save(out)
 
 
 def main():
@@ -113,7 +115,8 @@ def main():
     from train import load_config
     from train import parse_args as parse_train_args
 
-    from mvp_mm.analysis import plot_training_curves, read_scalars
+    from mvp_mm.analysis import (describe_teacher, plot_training_curves,
+                                 read_scalars)
     from mvp_mm.engine import QuietConsoleRunner, find_resume_checkpoint
     photos = prepare_data()
     train_args = parse_train_args(
@@ -140,8 +143,10 @@ def main():
         curves, title=f'MVP demo ({models})')
     attention = osp.join(work_dir, 'attention.png')
     checkpoint = find_resume_checkpoint(work_dir)
-    draw_attention(CONFIG, checkpoint, train_args.cfg_options, photos,
-                   attention)
+    draw_attention(
+        CONFIG, checkpoint, train_args.cfg_options, photos, attention,
+        f'{osp.relpath(checkpoint)}: the demo student after {runner.iter} '
+        f'iterations; {describe_teacher(cfg, checkpoint)}')
     print(f'Checkpoint: {checkpoint}\n'
           f'Curves:     {curves}\n'
           f'Attention:  {attention}\n'

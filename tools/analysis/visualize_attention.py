@@ -14,8 +14,10 @@ paper's Figure 3, https://arxiv.org/abs/2203.05175), overlaid on images.
 MODEL is a config file, ``timm:NAME`` or ``open_clip:NAME``; CHECKPOINT is
 then a checkpoint file, ``pretrained`` / a file (timm), a tag / a file
 (open_clip), or ``none`` (random weights, for tests). One PNG per image:
-the input, then one overlay per model. The arguments are checked before the
-libraries are imported (tools/argument_checks.py).
+the input, then one overlay per model, a colour bar and a caption (the
+checkpoint; for an MVP config, whether its teacher was pretrained or
+random). The arguments are checked before the libraries are imported
+(tools/argument_checks.py).
 """
 import argparse
 import os
@@ -74,24 +76,44 @@ def parse_args():
     return args
 
 
+def caption(model: str, checkpoint: str, cfg_options) -> str:
+    """The figure's caption: what MODEL's weights are, and for an MVP
+    config the teacher's weights during pre-training."""
+    family, _, name = model.partition(':')
+    if family in ('timm', 'open_clip') and name:
+        return f'{name}, weights {checkpoint!r}'
+    from mmengine.config import Config
+
+    from mvp_mm.analysis import describe_teacher
+    cfg = Config.fromfile(model)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    weights = 'random weights' if checkpoint == NO_WEIGHTS else checkpoint
+    teacher = describe_teacher(cfg, checkpoint)
+    return f'{weights} ({osp.basename(model)})' + (
+        f'; {teacher}' if teacher else '')
+
+
 def main():
     args = parse_args()  # before the imports: --help and errors at once
     from mmengine.logging import print_log
 
     import mvp_mm  # noqa: F401  (registers MVP's modules)
-    from mvp_mm.analysis import (attention_panels, figure_row,
-                                 load_vit_subject)
+    from mvp_mm.analysis import (attention_panels, explained_figure,
+                                 figure_row, load_vit_subject)
     subjects = [
         load_vit_subject(model, checkpoint, args.cfg_options)
         for model, checkpoint in [(args.model, args.checkpoint)] +
         [tuple(pair) for pair in args.compare]
     ]
+    text = caption(args.model, args.checkpoint, args.cfg_options)
     os.makedirs(args.out, exist_ok=True)
     for path in args.images:
         panels, titles = attention_panels(subjects, path, args.alpha)
         out = osp.join(args.out,
                        osp.splitext(osp.basename(path))[0] + '_attention.png')
-        figure_row(panels, titles, args.size).save(out)
+        explained_figure(figure_row(panels, titles, args.size),
+                         text).save(out)
         print_log(f'Wrote {out}', logger='current')
 
 
