@@ -160,10 +160,16 @@ COLOUR_MEANING = ('colour: attention of the CLS token to each patch, last '
                   'most attended patch')
 
 
-def _text_lines(text: str, width: int) -> List[str]:
-    """``text`` wrapped to ``width`` pixels of Pillow's 12 px default
-    font (about 7 px a character)."""
-    return textwrap.wrap(text, width=max(1, width // 7))
+def _text_lines(text: str, width: int, font) -> List[str]:
+    """``text`` wrapped at spaces to lines at most ``width`` pixels wide in
+    ``font``."""
+    lines = []
+    for word in text.split():
+        if lines and font.getlength(f'{lines[-1]} {word}') <= width:
+            lines[-1] += ' ' + word
+        else:
+            lines.append(word)
+    return lines
 
 
 def explained_figure(figure: Image.Image,
@@ -182,8 +188,9 @@ def explained_figure(figure: Image.Image,
         Image.Image: The same width, taller.
     """
     width, line = figure.width, 16
-    meaning = _text_lines(COLOUR_MEANING, width)
-    captions = _text_lines(caption, width)
+    font = ImageFont.load_default(size=12)
+    meaning = _text_lines(COLOUR_MEANING, width - 4, font)
+    captions = _text_lines(caption, width - 4, font)
     bar_top = figure.height + 4
     text_top = bar_top + line + 2
     canvas = Image.new(
@@ -191,7 +198,6 @@ def explained_figure(figure: Image.Image,
         'white')
     canvas.paste(figure, (0, 0))
     draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default(size=12)
     low_width, high_width = 30, 32  # 'low ', 'high' at 12 px
     bar = np.linspace(0, 1, max(1, width - low_width - high_width - 8))
     colours = (matplotlib.colormaps[colormap](bar)[:, :3] * 255).round()
