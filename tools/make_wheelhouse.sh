@@ -55,8 +55,8 @@ LEFT_OUT = re.compile(r'(torch|torchvision|triton|nvidia-.*|cuda-.*)')
 pins = []
 for item in json.load(open(report))['install']:
     name = re.sub(r'[-_.]+', '-', item['metadata']['name']).lower()
-    if item['download_info']['url'].startswith('file:') or \
-            LEFT_OUT.fullmatch(name):
+    # dir_info: this repository itself (installed editable on the node)
+    if 'dir_info' in item['download_info'] or LEFT_OUT.fullmatch(name):
         continue
     pins.append(f"{name}=={item['metadata']['version']}")
 with open(out, 'w') as f:

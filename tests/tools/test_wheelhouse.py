@@ -3,7 +3,7 @@ PyPI, then ``bash tools/install.sh --wheelhouse DIR`` with the index off, on
 top of the node's own torch.
 
 The node is played by an empty virtual environment that sees this
-environment's torch (and what only torch pulls in: nvidia-*, cuda-*, triton)
+environment's torch install (torch, torchvision and their requirements)
 through a ``.pth`` file and nothing else. The wheelhouse is built for the
 running Python (no torch download: it leaves torch out). It needs PyPI and a
 few minutes, so the suite skips it; ``bash .ci/run`` runs it as its own step
@@ -19,6 +19,7 @@ import sys
 import sysconfig
 
 import pytest
+from packaging.requirements import Requirement
 from tiny import REPO
 
 pytestmark = pytest.mark.skipif(
@@ -52,17 +53,38 @@ def _canonical(name: str) -> str:
     return re.sub(r'[-_.]+', '-', name).lower()
 
 
+def _torch_install(names=('torch', 'torchvision')) -> set:
+    """The distributions a node's torch install brings: torch, torchvision
+    and their requirements, transitively (markers evaluated, with the
+    extras asked for, e.g. ``cuda-toolkit[cudart]``)."""
+    found, todo = set(), [(name, frozenset()) for name in names]
+    while todo:
+        name, extras = todo.pop()
+        if (_canonical(name), extras) in found:
+            continue
+        found.add((_canonical(name), extras))
+        for line in importlib.metadata.requires(name) or []:
+            requirement = Requirement(line)
+            if requirement.marker is None or any(
+                    requirement.marker.evaluate(dict(extra=extra))
+                    for extra in {''} | extras):
+                todo.append((requirement.name,
+                             frozenset(requirement.extras)))
+    return {name for name, _ in found}
+
+
 def _torch_only_folder(folder: str) -> None:
-    """Links to this environment's torch family and nothing else."""
+    """Links to this environment's torch install and nothing else."""
     os.makedirs(folder)
+    torch_install = _torch_install()
     for dist in importlib.metadata.distributions():
-        if not LEFT_OUT.fullmatch(_canonical(dist.metadata['Name'])):
+        if _canonical(dist.metadata['Name']) not in torch_install:
             continue
         for path in dist.files or []:
             if path.parts[0] == '..':  # scripts outside site-packages
                 continue
             link = osp.join(folder, path.parts[0])
-            source = osp.join(str(dist.locate_file(path.parts[0])))
+            source = str(dist.locate_file(path.parts[0]))
             if not osp.lexists(link) and osp.exists(source):
                 os.symlink(source, link)
 
