@@ -4,6 +4,7 @@ import json
 import os
 import os.path as osp
 import signal
+import time
 
 from mmengine.dist import get_rank
 from mmengine.hooks import Hook
@@ -40,3 +41,21 @@ class RecordFirstLossHook(Hook):
                             f'first_loss_rank{get_rank()}.json')
             with open(path, 'w') as f:
                 json.dump(dict(loss=outputs['loss'].item()), f)
+
+
+@HOOKS.register_module()
+class PauseAfterTrainHook(Hook):
+    """After the last iteration (and its checkpoint), create ``paused`` and
+    wait until ``resume`` exists (at most ``timeout`` s): a run that holds
+    its work dir while a test acts on it."""
+
+    priority = 'LOWEST'
+
+    def __init__(self, paused: str, resume: str, timeout: float = 120):
+        self.paused, self.resume, self.timeout = paused, resume, timeout
+
+    def after_train(self, runner) -> None:
+        open(self.paused, 'w').close()
+        deadline = time.monotonic() + self.timeout
+        while not osp.exists(self.resume) and time.monotonic() < deadline:
+            time.sleep(0.05)

@@ -148,21 +148,32 @@ def plain_param_groups(runner: Runner) -> None:
 
 def load_config(args) -> Config:
     """The config with the arguments merged, adapted to the machine, and
-    checked (tools/demo.py shares this)."""
+    checked, its work dir locked for this run (tools/demo.py shares
+    this)."""
     from mmengine.config import Config
 
     import mvp_mm  # noqa: F401  (compatibility layers + registration)
     from mvp_mm.datasets import check_dataloader_data
-    from mvp_mm.engine import resolve_resume
+    from mvp_mm.engine import launch_rank, lock_work_dir, resolve_resume
     cfg = merge_args(Config.fromfile(args.config), args)
-    amp_fallback_on_cpu(cfg)
-    # Clear errors before anything is built: a resume checkpoint that is
-    # missing or truncated, train (and val) data that is missing or not laid
-    # out as the dataset type reads it.
-    resolve_resume(cfg)
-    validates = all(cfg.get(key) is not None for key in (
-        'val_dataloader', 'val_cfg', 'val_evaluator'))
-    check_dataloader_data(cfg, ('train', 'val') if validates else ('train', ))
+    # One run per work dir: a second one stops here, before it reads the
+    # resume checkpoint or writes anything (held until exit; rank 0).
+    lock = lock_work_dir(cfg.work_dir, launch_rank(cfg.launcher),
+                         cfg.get('work_dir_lock_wait'))
+    try:
+        amp_fallback_on_cpu(cfg)
+        # Clear errors before anything is built: a resume checkpoint that is
+        # missing or truncated, train (and val) data that is missing or not
+        # laid out as the dataset type reads it.
+        resolve_resume(cfg)
+        validates = all(cfg.get(key) is not None for key in (
+            'val_dataloader', 'val_cfg', 'val_evaluator'))
+        check_dataloader_data(cfg, ('train', 'val') if validates else
+                              ('train', ))
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
     return cfg
 
 

@@ -53,7 +53,8 @@ auto_scale_lr = dict(base_batch_size=1024)
 # a checkpoint is saved; a --resume / load_from file with NaN/Inf is refused.
 # BEiT fine-tunes without gradient clipping, so no gradient norm is computed
 # to check (AMP: steps with non-finite gradients are skipped and counted).
-custom_hooks = [dict(type='NonFiniteGuardHook')]
+# One training run per work dir, also with mmpretrain's tools/train.py.
+custom_hooks = [dict(type='NonFiniteGuardHook'), dict(type='WorkDirLockHook')]
 # Checkpoints are written atomically, as in pre-training: a killed or failed
 # save never replaces a good checkpoint (docs/troubleshooting.md).
 default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))

@@ -35,7 +35,8 @@ auto_scale_lr = dict(base_batch_size=16384)  # MAE: 8 GPUs x 2048
 # A NaN/Inf loss stops the run, and so do NaN/Inf or exploded weights before
 # a checkpoint is saved; a --resume / load_from file with NaN/Inf is refused.
 # No gradient clipping (MAE's recipe), so no gradient norm is checked.
-custom_hooks = [dict(type='NonFiniteGuardHook')]
+# One training run per work dir, also with mmpretrain's tools/train.py.
+custom_hooks = [dict(type='NonFiniteGuardHook'), dict(type='WorkDirLockHook')]
 # Checkpoints are written atomically, as in pre-training: a killed or failed
 # save never replaces a good checkpoint (docs/troubleshooting.md).
 default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))

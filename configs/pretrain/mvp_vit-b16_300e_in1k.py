@@ -183,7 +183,9 @@ train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
 # loss or gradient norm stops the run, and so do NaN/Inf or exploded weights
 # before a save (AMP: steps with non-finite gradients are skipped and
 # counted); a --resume checkpoint that does not match the model, or holds
-# NaN/Inf, is an error.
+# NaN/Inf, is an error. A second training run in the same work dir stops at
+# once (tools/train.py locks it before building anything; this hook covers
+# mmpretrain's own tools/train.py).
 default_hooks = dict(
     checkpoint=dict(type='AtomicCheckpointHook', interval=1,
                     max_keep_ckpts=3))
@@ -191,6 +193,7 @@ custom_hooks = [
     dict(type='IterationSeedHook'),
     dict(type='NonFiniteGuardHook'),
     dict(type='StrictCheckpointLoadHook'),
+    dict(type='WorkDirLockHook'),
 ]
 randomness = dict(seed=0, diff_rank_seed=True)
 # Every student parameter gets a gradient from Eq. 9 (the teacher has none).

@@ -68,8 +68,12 @@ auto_scale_lr = dict(enable=False, base_batch_size=16)
 # a checkpoint is saved; a --resume / load_from file with NaN/Inf is refused.
 # BEiT trains UperNet without gradient clipping, so no gradient norm is
 # checked (AMP: steps with non-finite gradients are skipped and counted).
-# The hook lives in mmpretrain's registry, hence the scope prefix.
-custom_hooks = [dict(type='mmpretrain.NonFiniteGuardHook')]
+# One training run per work dir, also with mmseg's tools/train.py. The hooks
+# live in mmpretrain's registry, hence the scope prefix.
+custom_hooks = [
+    dict(type='mmpretrain.NonFiniteGuardHook'),
+    dict(type='mmpretrain.WorkDirLockHook')
+]
 # Checkpoints are written atomically, as in pre-training: a killed or failed
 # save never replaces a good checkpoint (docs/troubleshooting.md).
 default_hooks = dict(

@@ -131,7 +131,7 @@ class RandomResizedCropFromFile(CheckedLoadImageFromFile):
     ``exact=True`` decodes in full and resizes with ``mmcv.imresize``: the
     output is then bit for bit that of ``CheckedLoadImageFromFile`` +
     ``RandomResizedCrop``. The fast path stays within a PSNR bound of it
-    (docs/gpu_and_data_pipeline.md; tests/test_fast_data_pipeline.py).
+    (docs/gpu_and_data_pipeline.md; tests/test_datasets/test_fast_data_pipeline.py).
 
     The output is BGR ``uint8`` ``[h, w, 3]``, like mmcv's loader (the data
     preprocessor's ``to_rgb=True`` makes it RGB on the device); a bad file

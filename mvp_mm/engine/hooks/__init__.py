@@ -3,8 +3,9 @@ from .atomic_checkpoint_hook import AtomicCheckpointHook
 from .iteration_seed_hook import IterationSeedHook
 from .non_finite_guard_hook import NonFiniteGuardHook
 from .strict_checkpoint_load_hook import StrictCheckpointLoadHook
+from .work_dir_lock_hook import WorkDirLockHook
 
 __all__ = [
     'AtomicCheckpointHook', 'IterationSeedHook', 'MVPAlignmentHook',
-    'NonFiniteGuardHook', 'StrictCheckpointLoadHook'
+    'NonFiniteGuardHook', 'StrictCheckpointLoadHook', 'WorkDirLockHook'
 ]

@@ -17,12 +17,12 @@ from mmpretrain.models.backbones.beit import BEiTTransformerEncoderLayer
 from mmpretrain.models.losses import CosineSimilarityLoss
 from mmpretrain.models.utils import BEiTAttention, build_clip_model
 from mmpretrain.registry import MODELS
-from mvp_mm.models import fused_beit_attention
+from mvp_mm.models.student import fused_beit_attention
 from mvp_mm.models import (FusedBEiTAttention,
                            FusedBEiTTransformerEncoderLayer, biased_attention,
                            fold_quick_gelu)
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 GRID = IMG // 16
 TINY_ARCH = dict(embed_dims=32, num_layers=2, num_heads=2,
                  feedforward_channels=64)

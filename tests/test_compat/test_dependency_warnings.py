@@ -7,7 +7,7 @@ import sys
 
 from mvp_mm.compat.dependency_warnings import DEPENDENCY_WARNINGS
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOLS = ('train.py', 'test.py', 'demo.py', 'export_timm.py', 'benchmark.py',
          'analysis/visualize_attention.py', 'analysis/zero_shot.py')
 

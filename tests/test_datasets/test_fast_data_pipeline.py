@@ -1,7 +1,7 @@
 """The fast training pipeline against the exact one: same crop boxes, same
 masks and flips, pixels within a PSNR bound; the exact path is the stock
 transforms bit for bit; bad files are still named or skipped. (The data
-benchmark's smoke test: tests/test_gpu_check.py.)"""
+benchmark's smoke test: tests/test_tools/test_gpu_check.py.)"""
 import copy
 import math
 import os.path as osp

@@ -19,6 +19,7 @@ from mvp_mm.engine import (AtomicCheckpointHook, find_resume_checkpoint,
                            resolve_resume)
 from mvp_mm.engine.hooks.atomic_checkpoint_hook import (human_size,
                                                         write_text_atomically)
+from tiny import REPO
 
 
 class _Killed(BaseException):
@@ -293,8 +294,7 @@ def test_every_config_saves_atomically():
     mmpretrain's registry)."""
     configs = sorted(
         osp.join(folder, name)
-        for folder, _, names in os.walk(osp.join(
-            osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs'))
+        for folder, _, names in os.walk(osp.join(REPO, 'configs'))
         for name in names if name.endswith('.py'))
     assert len(configs) >= 12
     for config in configs:

@@ -18,7 +18,7 @@ needs_weights_only_default = pytest.mark.skipif(
 
 def _runner_like_checkpoint() -> dict:
     """What Runner.save_checkpoint writes, minus optimizer/scheduler."""
-    hub = MessageHub.get_instance('test_reliability_checkpoint_load')
+    hub = MessageHub.get_instance('test_checkpoint_load')
     hub.update_scalar('train/loss', 0.5)
     hub.update_scalar('train/loss', 0.25)
     hub.update_scalar('train/iters', 3, count=2)

@@ -29,7 +29,7 @@ from tiny_downstream import (SEG_UPERNET, tiny_mvp_pretrain_cfg,
                              tiny_segmentation_cfg)
 
 from mmpretrain.registry import MODELS
-from mvp_mm.models import fused_beit_attention
+from mvp_mm.models.student import fused_beit_attention
 from mvp_mm.utils import make_ade20k_folder, make_photo_imagenet_folder
 
 # ------------------------------------------------------------ helpers

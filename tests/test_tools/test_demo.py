@@ -23,7 +23,7 @@ from reliability_tiny import logged_losses
 
 from mvp_mm.utils import HELD_OUT_PHOTOS
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO = osp.join(REPO, 'tools', 'demo.py')
 TRAIN = osp.join(REPO, 'tools', 'train.py')
 DEMO_CFG = osp.join(REPO, 'configs', 'pretrain',
