@@ -19,7 +19,8 @@
 #
 # It runs the active environment's python3 (or python). --cpu: the same
 # steps on CPU at tiny sizes (the demo config's student and teacher shrunk),
-# so that the script itself is tested without a GPU (tests/test_gpu_check.py).
+# so that the script itself is tested without a GPU
+# (tests/test_tools/test_gpu_check.py).
 # Caps in seconds: GPU_CHECK_BENCHMARK_S, GPU_CHECK_TESTS_S, GPU_CHECK_DATA_S.
 set -uo pipefail
 cd "$(dirname "$0")/.."
