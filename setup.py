@@ -31,6 +31,12 @@ setup(
         # Real photographs (skimage.data, inside the wheel) for the demo,
         # the analysis examples and the data-pipeline benchmark.
         'scikit-image',
+        # Tar shards in the WebDataset layout read by index (ShardDataset,
+        # tools/make_shards.py): webdataset's indexed reader, wids (its own
+        # distribution since webdataset 1.0), for the tar member index over
+        # an mmap, the shard-list JSON and the download cache of remote
+        # shards. <0.2: ShardDataset reads IndexedTarSamples' member table.
+        'wids>=0.1.11,<0.2',
         # mmengine 0.10.7 resolves `mmpretrain::` / `mmseg::` config bases
         # through pkg_resources, which setuptools >= 81 no longer ships.
         'setuptools<81',

@@ -22,9 +22,11 @@ REGISTERED = {
         'CheckedLoadImageFromFile', 'RandomResizedCropFromFile'
     ],
     ('mmpretrain', 'DATA_SAMPLERS'): ['SeededSampler'],
+    ('mmpretrain', 'DATASETS'): ['ShardDataset'],
     ('mmpretrain', 'HOOKS'): [
-        'AtomicCheckpointHook', 'IterationSeedHook', 'MVPAlignmentHook',
-        'NonFiniteGuardHook', 'StrictCheckpointLoadHook', 'WorkDirLockHook'
+        'AtomicCheckpointHook', 'IterationSeedHook', 'KNNMonitorHook',
+        'MVPAlignmentHook', 'NonFiniteGuardHook', 'StrictCheckpointLoadHook',
+        'WorkDirLockHook'
     ],
     ('mmpretrain', 'METRICS'): ['MVPAlignmentMetric'],
 }

@@ -99,10 +99,15 @@ def tiny_pretrain_cfg(data_root: str,
         env_cfg=dict(dist_cfg=dict(backend='gloo')),
     )))
     cfg.optim_wrapper.pop('loss_scale', None)
-    # Held-out loaders of hooks (the demo's MVPAlignmentHook): the test data.
+    # Held-out loaders of hooks (the demo's MVPAlignmentHook) and k-NN sets
+    # (its KNNMonitorHook): the test data.
     for hook in cfg.get('custom_hooks', []):
         if 'dataloader' in hook:
             hook.dataloader = copy.deepcopy(cfg.test_dataloader)
+        if 'memory' in hook:
+            hook.memory = hook.query = dict(data_root=data_root,
+                                            data_prefix='train')
+            hook.update(k=2, batch_size=batch_size, num_workers=0)
     return cfg
 
 

@@ -43,7 +43,9 @@ values, and both teachers load the same file.
 
 With ``--data`` it times the config's training data pipeline instead,
 per CPU core, against mmpretrain's stock BEiT pipeline (see
-``tools/benchmarking/data_pipeline.py``).
+``tools/benchmarking/data_pipeline.py``); with ``--data --shards DIR``, the
+same pipeline fed from tar shards against class folders of the same photos
+(docs/shards.md).
 
 Examples::
 
@@ -51,6 +53,8 @@ Examples::
         --device cpu --threads 2 --batch-size 8 --json work_dirs/bench.json
     python tools/benchmark.py configs/pretrain/mvp_vit-b16_300e_in1k.py \
         --data --workers 2 --json work_dirs/data.json
+    python tools/benchmark.py configs/pretrain/mvp_vit-b16_300e_in1k.py \
+        --data --shards /scratch/$USER --json work_dirs/shards.json
 
 The arguments are checked before torch and mvp_mm are imported
 (tools/argument_checks.py), so ``--help`` and a wrong argument answer at
@@ -130,6 +134,11 @@ def parse_args():
         metavar=('W', 'H'),
         help='--data: the files\' width and height. Default: 500 375 '
         '(ImageNet\'s typical)')
+    parser.add_argument(
+        '--shards', metavar='DIR',
+        help='--data: time the pipeline fed from tar shards against class '
+        'folders of the same photos, both written under DIR (put it on the '
+        'file system to measure) and removed afterwards')
     parser.add_argument('--json', type=output_file,
                         help='write the results to this file')
     add_cfg_options(parser, 'model.backbone.arch=large')
@@ -286,7 +295,10 @@ def main():
 
 
 def benchmark_data(args, cfg: Config, load_before: float) -> None:
-    """``--data``: the data pipelines' table and JSON."""
+    """``--data``: the data pipelines' table and JSON (``--shards``: shards
+    against folders)."""
+    if args.shards:
+        return benchmark_shards(args, cfg, load_before)
     from benchmarking.data_pipeline import (benchmark_data_pipelines,
                                             print_data_table)
     from benchmarking.report import machine, write_json
@@ -299,6 +311,24 @@ def benchmark_data(args, cfg: Config, load_before: float) -> None:
         data=data,
         load_average=dict(start=load_before, end=os.getloadavg()[0]))
     print_data_table(results)
+    write_json(results, args.json)
+
+
+def benchmark_shards(args, cfg: Config, load_before: float) -> None:
+    """``--data --shards DIR``: shards against folders, table and JSON."""
+    from benchmarking.data_pipeline import (benchmark_shards_vs_folders,
+                                            print_shards_table)
+    from benchmarking.report import machine, write_json
+    shards = benchmark_shards_vs_folders(cfg, args.shards, args.workers,
+                                         args.data_images,
+                                         args.data_image_size, args.steps)
+    results = dict(
+        config=args.config,
+        mode='data-shards',
+        machine=machine('cpu', 1),
+        shards=shards,
+        load_average=dict(start=load_before, end=os.getloadavg()[0]))
+    print_shards_table(results)
     write_json(results, args.json)
 
 

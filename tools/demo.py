@@ -2,12 +2,13 @@
 
 1. Writes ``data/mvp_demo`` from the real photographs that scikit-image
    ships (no download): 40 ImageNet-format crops of 5 photos to train on,
-   and 4 other photos held out.
+   4 other photos held out, and labelled faces and non-faces (its
+   ``lfw_subset``) for the k-NN monitor.
 2. Pre-trains ``configs/pretrain/mvp_vit-tiny-p16_6e_demo.py`` on them, in
    this process: the paper config shrunk (4-block ViT-Ti student, CLIP
    ViT-B/16 teacher), with the student-teacher alignment on the held-out
-   photos evaluated every epoch.
-3. Draws ``curves.png`` (training loss, held-out alignment) and
+   photos evaluated every epoch and the student's k-NN accuracy every 3.
+3. Draws ``curves.png`` (training loss, held-out alignment, k-NN) and
    ``attention.png`` (the student's last-block CLS attention on the held-out
    photos) into the work dir.
 
@@ -56,7 +57,8 @@ def prepare_data(root: str = DATA_ROOT) -> List[str]:
     Returns:
         List[str]: The held-out photos.
     """
-    from mvp_mm.utils import make_photo_imagenet_folder, write_photos
+    from mvp_mm.utils import (make_lfw_imagenet_folders,
+                              make_photo_imagenet_folder, write_photos)
     if not osp.isdir(root):
         print(f'Writing the demo images (real photographs from '
               f'scikit-image) to {root}')
@@ -65,6 +67,8 @@ def prepare_data(root: str = DATA_ROOT) -> List[str]:
         make_photo_imagenet_folder(partial, num_classes=5,
                                    images_per_class=8, split='train', seed=0)
         write_photos(osp.join(partial, 'val'))
+        make_lfw_imagenet_folders(osp.join(partial, 'knn'),
+                                  train_per_class=15, val_per_class=10)
         with open(osp.join(partial, MANIFEST), 'w') as f:
             f.write('\n'.join(_files_under(partial)) + '\n')
         os.replace(partial, root)  # all or nothing

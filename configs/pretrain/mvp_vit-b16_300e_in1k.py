@@ -195,6 +195,15 @@ custom_hooks = [
     dict(type='StrictCheckpointLoadHook'),
     dict(type='WorkDirLockHook'),
 ]
+# k-NN monitor (DINO's weighted k-NN top-1/top-5 of the student's CLS and mean
+# patch token, docs/knn_monitor.md): off, as it needs labelled images. One
+# entry turns it on, e.g. in a config with this one as _base_ (memory: 1 in
+# 10 train images, `awk 'NR % 10 == 1' meta/train.txt > meta/train_knn.txt`):
+# custom_hooks = _base_.custom_hooks + [dict(type='KNNMonitorHook',
+#     memory=dict(data_root='data/imagenet', data_prefix='train',
+#                 ann_file='meta/train_knn.txt'),
+#     query=dict(data_root='data/imagenet', data_prefix='val',
+#                ann_file='meta/val.txt'))]
 randomness = dict(seed=0, diff_rank_seed=True)
 # Every student parameter gets a gradient from Eq. 9 (the teacher has none).
 find_unused_parameters = False

@@ -5,15 +5,16 @@
 # patches), the seeded sampler, the hooks and the optimizer are inherited
 # from mvp_vit-b16_300e_in1k.py. Shrunk: the student (4-block ViT-Ti), the
 # data (40 crops of 5 real photographs), the batch (8), the schedule (6
-# epochs of 5 iterations); added: the held-out alignment every epoch.
+# epochs of 5 iterations); added: the held-out alignment every epoch and the
+# k-NN accuracy on labelled photos every 3 epochs.
 _base_ = './mvp_vit-b16_300e_in1k.py'
 
 custom_imports = dict(imports=['mvp_mm'], allow_failed_imports=False)
 
 # tools/demo.py writes this folder from the real photographs that
 # scikit-image ships: train/<class>/*.JPEG, 8 random crops of each of 5
-# photos (mvp_mm.utils.make_photo_imagenet_folder), and val/*.JPEG, 4 other
-# photos, held out (mvp_mm.utils.write_photos).
+# photos (mvp_mm.utils.make_photo_imagenet_folder), val/*.JPEG, 4 other
+# photos, held out (mvp_mm.utils.write_photos), and knn/, the k-NN sets.
 data_root = 'data/mvp_demo/'
 # CustomDataset: ImageNet's folder layout with any number of classes.
 train_dataloader = dict(
@@ -48,7 +49,18 @@ custom_hooks = _base_.custom_hooks + [
             num_workers=0,
             sampler=dict(type='DefaultSampler', shuffle=False),
             collate_fn=dict(type='default_collate'),
-            dataset=held_out))
+            dataset=held_out)),
+    # DINO's weighted k-NN accuracy of the student's CLS / mean patch token
+    # after epochs 3 and 6 (docs/knn_monitor.md): real labelled images, the
+    # faces and non-faces of scikit-image's lfw_subset (tools/demo.py writes
+    # 15 + 15 memory and 10 + 10 query images under knn/, through
+    # mvp_mm.utils.make_lfw_imagenet_folders). The third panel of curves.png.
+    dict(
+        type='KNNMonitorHook',
+        interval=3,
+        memory=dict(data_root=data_root + 'knn', data_prefix='train'),
+        query=dict(data_root=data_root + 'knn', data_prefix='val'),
+        num_workers=0)
 ]
 
 model = dict(

@@ -1,10 +1,11 @@
 from .data_root_check import check_dataloader_data, check_dataset_folders
 from .samplers import SeededIndex, SeededSampler
+from .shard_dataset import ShardDataset
 from .transforms import (ApplySampleSeed, BlockwiseMaskGenerator,
                          CheckedLoadImageFromFile, RandomResizedCropFromFile)
 
 __all__ = [
     'ApplySampleSeed', 'BlockwiseMaskGenerator', 'CheckedLoadImageFromFile',
     'RandomResizedCropFromFile', 'SeededIndex', 'SeededSampler',
-    'check_dataloader_data', 'check_dataset_folders'
+    'ShardDataset', 'check_dataloader_data', 'check_dataset_folders'
 ]

@@ -24,6 +24,9 @@ from mmpretrain.registry import TRANSFORMS
 from mmseg.datasets import ADE20KDataset, BaseSegDataset
 from mmseg.registry import DATASETS as SEG_DATASETS
 
+from .shard_index import (MAKE_SHARDS_FIX, index_layout, is_local,
+                          load_shard_index, local_path, members_url)
+
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
                     '.tiff', '.webp')
 NAMED = 5  # missing files named in an error; the rest are counted
@@ -37,7 +40,13 @@ IMAGENET_LAYOUT = (
 CUSTOM_LAYOUT = (
     "CustomDataset layout: <data_root>/<data_prefix>/<class>/<image>, one "
     "folder per class; or an ann_file of '<image path> <label>' lines, "
-    'paths relative to <data_root>/<data_prefix>.')
+    'paths relative to <data_root>/<data_prefix>; with with_label=False, '
+    'every image under <data_root>/<data_prefix>, no labels.')
+UNLABELLED_LAYOUT = (
+    "Unlabelled layout (type='CustomDataset', with_label=False): "
+    '<data_root>/<data_prefix>/**/<image>, images in any sub-folders (or '
+    'none), read in sorted path order, no labels; what MVP pre-training '
+    'needs (configs/pretrain/mvp_vit-b16_300e_unlabelled.py).')
 ADE20K_LAYOUT = (
     "ADE20K layout (ADEChallengeData2016, type='ADE20KDataset'): "
     '<data_root>/images/{training,validation}/*.jpg and '
@@ -71,6 +80,9 @@ def _default(cls: type, cfg: dict, name: str):
 
 
 def _layout(cls: Optional[type], cfg: dict) -> str:
+    from .shard_dataset import ShardDataset
+    if _is(cls, ShardDataset):
+        return index_layout()
     if _is(cls, ImageNet):
         return IMAGENET_LAYOUT
     if _is(cls, ADE20KDataset):
@@ -226,6 +238,8 @@ def _check_classification(cfg: dict, cls: type, key: str, fix: str,
         raise FileNotFoundError(
             f'No images ({", ".join(IMAGE_EXTENSIONS)}) under {folder!r} '
             f'({key}): the folder is empty. {fix}')
+    if with_label and split != 'val':  # ImageNet's val/: see its layout
+        _check_images_outside_class_folders(folder, cls, key)
     classes = cfg.get('classes') or (cfg.get('metainfo') or {}).get(
         'classes') or getattr(cls, 'METAINFO', {}).get('classes')
     if with_label and classes and not isinstance(classes, str):
@@ -234,6 +248,88 @@ def _check_classification(cfg: dict, cls: type, key: str, fix: str,
             raise ValueError(
                 f'{folder!r} ({key}) holds {len(found)} class folders, but '
                 f'{cls.__name__} reads {len(classes)} classes. {layout}')
+
+
+def _check_images_outside_class_folders(folder: str, cls: type,
+                                        key: str) -> None:
+    """Images directly in a folder read by class: an unlabelled collection
+    (an error), or images beside the class folders (left out: a
+    warning)."""
+    entries = list(os.scandir(folder))
+    loose = [e.name for e in entries
+             if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS)]
+    if not loose:
+        return
+    if not any(e.is_dir() for e in entries):
+        raise ValueError(
+            f'{folder!r} ({key}) holds images ({loose[0]}, ...) and no class '
+            f'folders: an unlabelled collection, which {cls.__name__} reads '
+            'by class folder and so finds empty. MVP pre-training uses no '
+            'labels: train with configs/pretrain/'
+            'mvp_vit-b16_300e_unlabelled.py, or set '
+            f"{key}.type='CustomDataset', {key}.with_label=False and "
+            f'{key}.data_prefix to this folder. {UNLABELLED_LAYOUT}')
+    print_log(
+        f'{len(loose)} images directly in {folder!r} ({key}), e.g. '
+        f'{loose[0]}, are in no class folder: {cls.__name__} leaves them '
+        'out. Move them into class folders, or read the folder with '
+        f'with_label=False. {UNLABELLED_LAYOUT}', logger='current',
+        level=logging.WARNING)
+
+
+def _check_shards(cfg: dict, cls: type, key: str, fix: str) -> None:
+    """:class:`ShardDataset`: the index exists and lists shards; each local
+    shard exists with the size the index gives (missing or truncated ones
+    are skipped by a skipping pipeline: a warning)."""
+    root = cfg.get('data_root', '') or ''
+    path = _join(root, _default(cls, cfg, 'ann_file') or '')
+    if '://' in path:
+        return
+    if not osp.isfile(path):
+        raise FileNotFoundError(
+            f'Shard index {path!r} ({key}.ann_file under data_root) does not '
+            f'exist. {fix}')
+    shardlist = load_shard_index(path)['shardlist']
+    cut, other, untabled = [], [], []
+    for record in shardlist:
+        url, expected = record['url'], record.get('filesize')
+        if not is_local(url):
+            continue
+        shard = local_path(url)
+        if not osp.isfile(local_path(members_url(url))):
+            untabled.append(shard)
+        size = os.path.getsize(shard) if osp.isfile(shard) else None
+        if size is None or expected is not None and size < expected:
+            cut.append(f'{shard} ({"missing" if size is None else size} '
+                       f'{"" if size is None else "bytes "}where the index '
+                       f'says {expected} bytes)')
+        elif expected is not None and size != expected:
+            other.append(f'{shard} ({size} bytes, the index says '
+                         f'{expected})')
+    where = f'of the {len(shardlist)} shards in {path!r} ({key}.ann_file)'
+    if untabled:
+        print_log(
+            f'{len(untabled)} {where} have no member table beside them '
+            f'(e.g. {members_url(untabled[0])}): each data worker scans '
+            'such a shard whenever it opens it (about 1 s per GB). '
+            'tools/make_shards.py writes the tables.', logger='current',
+            level=logging.WARNING)
+    if other:
+        raise ValueError(
+            f'{len(other)} {where} do not match the index, e.g. '
+            f'{", ".join(other[:NAMED])}. {MAKE_SHARDS_FIX}')
+    if not cut:
+        return
+    message = (f'{len(cut)} {where} are missing or truncated, e.g. '
+               f'{", ".join(cut[:NAMED])}.')
+    if not _skips_unreadable_images(cfg):
+        raise FileNotFoundError(
+            f'{message} Copy them again, or {MAKE_SHARDS_FIX[0].lower()}'
+            f'{MAKE_SHARDS_FIX[1:]}')
+    print_log(
+        f"{message} The pipeline skips their samples (on_error='skip'): "
+        'each one drawn is replaced by another, so the epoch holds fewer '
+        'distinct images.', logger='current', level=logging.WARNING)
 
 
 def _check_segmentation(cfg: dict, cls: type, key: str, fix: str,
@@ -292,7 +388,14 @@ def check_dataset_folders(dataset_cfg: Union[dict, List[dict]],
       with an ``ann_file`` (``ImageNet`` also reads ``meta/<split>.txt``),
       every image it lists exists; without one, the folder holds images in
       as many class folders as the type reads classes (1000 for
-      ``ImageNet``);
+      ``ImageNet``), and, with labels, images directly in the folder with
+      no class folders are an unlabelled collection (an error giving its
+      layout and the fix), beside class folders they are left out (a
+      warning);
+    - :class:`ShardDataset`: the shard index exists and lists shards, and
+      each local shard exists with the size the index gives (a missing or
+      truncated shard is a warning if the pipeline skips unreadable
+      images);
     - mmseg datasets (``ADE20KDataset``): the image and label map folders
       exist, hold the images (or those ``ann_file`` lists), and every image
       has its label map;
@@ -315,6 +418,7 @@ def check_dataset_folders(dataset_cfg: Union[dict, List[dict]],
         ValueError: ``ImageNet`` (or a dataset with given classes) finds
             another number of class folders.
     """
+    from .shard_dataset import ShardDataset
     for cfg, leaf_key in _leaf_datasets(dataset_cfg, key):
         fingerprint = _fingerprint(cfg, leaf_key)
         root = cfg.get('data_root', '') or ''
@@ -328,7 +432,9 @@ def check_dataset_folders(dataset_cfg: Union[dict, List[dict]],
             raise FileNotFoundError(
                 f'Data root {root!r} ({leaf_key}.data_root) does not exist. '
                 f'{fix}')
-        if _is(cls, CustomDataset):
+        if _is(cls, ShardDataset):
+            _check_shards(cfg, cls, leaf_key, fix)
+        elif _is(cls, CustomDataset):
             _check_classification(cfg, cls, leaf_key, fix, layout)
         elif _is(cls, BaseSegDataset):
             _check_segmentation(cfg, cls, leaf_key, fix, layout)

@@ -1,3 +1,6 @@
 from .alignment_metric import MVPAlignmentMetric
+from .weighted_knn import weighted_knn_accuracy, weighted_knn_correct
 
-__all__ = ['MVPAlignmentMetric']
+__all__ = [
+    'MVPAlignmentMetric', 'weighted_knn_accuracy', 'weighted_knn_correct'
+]

@@ -4,7 +4,9 @@ scikit-image ships a handful of real photographs inside its wheel
 (``skimage.data``); nothing is downloaded. Random crops of them, re-encoded
 as JPEG, give ImageNet-like files (photo content, ImageNet-like size and
 quality) for the demo, the analysis examples and the data-pipeline benchmark;
-other photographs, written whole, are the demo's held-out images.
+other photographs, written whole, are the demo's held-out images. Its
+``lfw_subset`` (faces and non-faces from Labeled Faces in the Wild) is a
+small labelled set for k-NN monitoring.
 """
 import os
 import os.path as osp
@@ -148,3 +150,51 @@ def write_photos(folder: str,
         image.save(path, quality=quality)
         paths.append(path)
     return paths
+
+
+#: The classes of scikit-image's ``lfw_subset``, in its order (100 each).
+LFW_CLASSES = ('face', 'non_face')
+
+
+def make_lfw_imagenet_folders(root: str,
+                              train_per_class: int = 20,
+                              val_per_class: int = 10) -> List[str]:
+    """Write scikit-image's ``lfw_subset`` as labelled ImageNet-style folders.
+
+    ``root/train/<class>/<i>.png`` and ``root/val/<class>/<i>.png``, disjoint
+    images of the two classes of :data:`LFW_CLASSES` (25 x 25 px, grey): a
+    real labelled memory set and query set for
+    :class:`~mvp_mm.engine.KNNMonitorHook`, offline (the array ships in the
+    wheel). The first images of each class go to ``train``, the next ones
+    to ``val``.
+
+    Args:
+        root (str): Output root (created).
+        train_per_class (int): Images per class in ``train``. Defaults to
+            20.
+        val_per_class (int): Images per class in ``val``. Defaults to 10.
+
+    Returns:
+        List[str]: The class folder names, sorted.
+
+    Raises:
+        ValueError: More than the 100 images per class the subset holds.
+    """
+    import skimage.data
+    images = skimage.data.lfw_subset()  # [200, 25, 25] in [0, 1]
+    per_class = len(images) // len(LFW_CLASSES)
+    if train_per_class + val_per_class > per_class:
+        raise ValueError(
+            f'lfw_subset holds {per_class} images per class, asked for '
+            f'{train_per_class} + {val_per_class}: ask for fewer.')
+    for index, name in enumerate(LFW_CLASSES):
+        first = index * per_class
+        for split, start, count in (
+                ('train', first, train_per_class),
+                ('val', first + train_per_class, val_per_class)):
+            folder = osp.join(root, split, name)
+            os.makedirs(folder, exist_ok=True)
+            for i in range(start, start + count):
+                Image.fromarray(np.round(images[i] * 255).astype(
+                    np.uint8)).save(osp.join(folder, f'{i:03d}.png'))
+    return sorted(LFW_CLASSES)

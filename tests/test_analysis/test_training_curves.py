@@ -51,3 +51,22 @@ def test_plot_training_curves_writes_both_panels(tmp_path):
 
     with pytest.raises(KeyError, match='No training loss'):
         plot_training_curves({'alignment/cls': [(1, 0.1)]}, out)
+
+
+def test_plot_training_curves_adds_a_knn_panel_when_logged(tmp_path):
+    scalars = {
+        'loss': [(i, -i / 10) for i in range(1, 11)],
+        'alignment/cls': [(5, 0.1), (10, 0.3)],
+        'knn/cls_top1': [(5, 10.0), (10, 30.0)],
+        'knn/cls_top5': [(5, 40.0), (10, 60.0)],
+        'knn/patch_mean_top1': [(5, 20.0), (10, 25.0)],
+        'knn/patch_mean_top5': [(5, 50.0), (10, 70.0)],
+    }
+    out = str(tmp_path / 'curves.png')
+    plot_training_curves(scalars, out)
+    with Image.open(out) as image:
+        assert image.size == (1500, 400)
+        right = image.convert('RGB').crop((1000, 0, 1500, 400))
+        colours = {c for _, c in right.getcolors(1 << 20)}
+    for colour in ((148, 103, 189), (140, 86, 75)):  # purple: cls, brown
+        assert colour in colours

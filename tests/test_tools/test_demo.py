@@ -86,9 +86,10 @@ def test_demo_config_is_the_paper_config_shrunk():
     assert demo.train_dataloader.collate_fn == \
         paper.train_dataloader.collate_fn
     assert demo.test_dataloader.dataset.pipeline == paper.test_pipeline
-    # Same reliability hooks, plus the held-out alignment.
-    assert demo.custom_hooks[:-1] == paper.custom_hooks
-    assert demo.custom_hooks[-1].type == 'MVPAlignmentHook'
+    # Same reliability hooks, plus the held-out alignment and k-NN.
+    assert demo.custom_hooks[:-2] == paper.custom_hooks
+    assert [h.type for h in demo.custom_hooks[-2:]] == [
+        'MVPAlignmentHook', 'KNNMonitorHook']
     assert demo.default_hooks.checkpoint.type == \
         paper.default_hooks.checkpoint.type
     assert demo.randomness == paper.randomness
@@ -131,7 +132,9 @@ def test_demo_console_is_short_and_the_log_complete(demo_run):
                   'paramwise_options', 'Saving checkpoint at',
                   f'Epoch(train) [{EPOCHS}][{ITERS_PER_EPOCH}/'
                   f'{ITERS_PER_EPOCH}]',
-                  f'Held-out alignment at iter {EPOCHS * ITERS_PER_EPOCH}'):
+                  f'Held-out alignment at iter {EPOCHS * ITERS_PER_EPOCH}',
+                  f'k-NN accuracy (%) at epoch {EPOCHS} (k=20, T=0.07, 30 '
+                  'memory / 20 query images'):
         assert entry in log, entry
     # mmengine's notice about the FileClient it never uses is dropped at
     # its source (AtomicCheckpointHook), not only from the console.
@@ -153,9 +156,16 @@ def test_demo_learns_and_ends_with_pictures(demo_run):
     first, last = losses[:ITERS_PER_EPOCH], losses[-ITERS_PER_EPOCH:]
     assert sum(last) < sum(first)  # the loss goes down...
     assert alignment[-1] > alignment[0]  # ...and held-out alignment up
+    # k-NN on the labelled faces / non-faces after epochs 3 and 6
+    knn = [r for r in rows if 'knn/cls_top1' in r]
+    assert [r['step'] for r in knn] == [3 * ITERS_PER_EPOCH,
+                                        EPOCHS * ITERS_PER_EPOCH]
+    assert all(0 <= r['knn/patch_mean_top1'] <= 100 for r in knn)
+    assert 'k-NN top-1: cls ' in run.stdout
 
     with Image.open(work / 'curves.png') as curves:
-        assert curves.format == 'PNG' and curves.size == (1000, 400)
+        # loss, alignment, k-NN
+        assert curves.format == 'PNG' and curves.size == (1500, 400)
         assert len(curves.getcolors(1 << 20)) > 20  # drawn, not blank
     with Image.open(work / 'attention.png') as attention:
         # One column per held-out photo: the photo over its attention.
@@ -222,6 +232,8 @@ def test_demo_config_resumes_exactly(demo_run, tmp_path):
     for hook in cfg.custom_hooks:
         if 'dataloader' in hook:  # the held-out alignment
             hook.dataloader.dataset.data_root = data_root
+        if 'memory' in hook:  # the k-NN sets
+            hook.memory.data_root = hook.query.data_root = data_root + 'knn'
     cfg.dump(str(tmp_path / 'resume.py'))
     cfg.custom_imports.imports.append('reliability_test_hooks')
     kill_after = ITERS_PER_EPOCH + 3

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 import torch
-from test_fast_data_pipeline import PSNR_FULL_DECODE
+from psnr_bounds import PSNR_FULL_DECODE
 from tiny import REPO
 
 SCRIPT = osp.join(REPO, 'tools', 'gpu_check.sh')

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from mvp_mm.utils import (HELD_OUT_PHOTOS, load_photos,
+                          make_lfw_imagenet_folders,
                           make_photo_imagenet_folder, write_photos)
 
 
@@ -67,3 +68,34 @@ def test_held_out_photos_are_other_real_photographs(tmp_path):
             # Whole: the photo's aspect ratio is kept.
             assert img.width / img.height == pytest.approx(
                 photo.shape[1] / photo.shape[0], rel=0.01)
+
+
+def test_lfw_folders_are_labelled_disjoint_face_and_non_face_sets(tmp_path):
+    from mmengine.registry import init_default_scope
+
+    from mmpretrain.registry import DATASETS
+    import skimage.data
+    assert make_lfw_imagenet_folders(str(tmp_path), 3, 2) == [
+        'face', 'non_face']
+    init_default_scope('mmpretrain')
+    images = np.round(skimage.data.lfw_subset() * 255).astype(np.uint8)
+    seen = set()
+    for split, count in (('train', 3), ('val', 2)):
+        dataset = DATASETS.build(dict(type='CustomDataset',
+                                      data_root=str(tmp_path),
+                                      data_prefix=split))
+        assert dataset.CLASSES == ('face', 'non_face')
+        assert [dataset.get_data_info(i)['gt_label'] for i in range(
+            len(dataset))] == [0] * count + [1] * count
+        for i in range(len(dataset)):
+            path = dataset.get_data_info(i)['img_path']
+            index = int(os.path.basename(path)[:3])
+            seen.add(index)
+            with Image.open(path) as img:  # lossless: the subset's pixels
+                assert np.array_equal(np.asarray(img), images[index])
+            # the first 100 images of lfw_subset are faces
+            assert (index < 100) == (dataset.get_data_info(i)['gt_label']
+                                     == 0)
+    assert len(seen) == 10  # no image in both splits
+    with pytest.raises(ValueError, match='100 images per class'):
+        make_lfw_imagenet_folders(str(tmp_path / 'big'), 90, 20)

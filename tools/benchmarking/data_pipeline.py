@@ -25,9 +25,14 @@ share decoded at each JPEG scale, whether the crop boxes are identical.
 From the rate it gives the loader cores one GPU needs at
 :data:`GPU_IMG_PER_S`.
 
+With ``--shards DIR`` it times instead the same pipeline fed from class
+folders and from tar shards of the same photos (:class:`ShardDataset`),
+both written under ``DIR``: :func:`benchmark_shards_vs_folders`.
+
 Paper: https://arxiv.org/abs/2203.05175
 """
 import copy
+import functools
 import math
 import multiprocessing
 import os
@@ -36,7 +41,7 @@ import tempfile
 import time
 import traceback
 from glob import glob
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import cv2
 import numpy as np
@@ -48,8 +53,9 @@ from mmengine.hub import get_config
 from mmengine.registry import init_default_scope
 
 import mvp_mm  # noqa: F401  (registers MVP's transforms)
-from mmpretrain.registry import TRANSFORMS
+from mmpretrain.registry import DATASETS, TRANSFORMS
 from mvp_mm.datasets import SeededIndex
+from mvp_mm.datasets.shard_writer import convert_to_shards
 from mvp_mm.utils import make_photo_imagenet_folder, seed_cpu_rngs
 
 STOCK_CONFIG = ('mmpretrain::beit/'
@@ -97,22 +103,32 @@ def _run_once(pipeline: Compose, files: List[str], round_index: int) -> None:
             raise RuntimeError(f'The pipeline dropped {path}.')
 
 
-def _time_rounds(worker: int, core: Optional[int], configs: Dict[str, list],
-                 files: List[str], rounds: int) -> Dict[str, list]:
-    """Time each pipeline ``rounds`` times, order rotating:
+def _pipeline_runs(configs: Dict[str, list],
+                   files: List[str]) -> Dict[str, Callable[[int], None]]:
+    """``{name: run(round)}``: every file through each pipeline."""
+    return {
+        name: functools.partial(_run_once, Compose(cfg), files)
+        for name, cfg in configs.items()
+    }
+
+
+def _time_rounds(worker: int, core: Optional[int],
+                 make_runs: Callable[[], Dict[str, Callable[[int], None]]],
+                 rounds: int) -> Dict[str, list]:
+    """Time each of ``make_runs()`` ``rounds`` times, order rotating:
     ``{name: [(wall_s, cpu_s), ...]}``."""
     _limit_to_one_core(core)
     init_default_scope('mmpretrain')
-    built = {name: Compose(cfg) for name, cfg in configs.items()}
-    names = list(built)
+    runs = make_runs()
+    names = list(runs)
     for name in names:  # warm-up: imports, caches, first-call costs
-        _run_once(built[name], files[:4], 0)
+        runs[name](0)
     times = {name: [] for name in names}
     for r in range(1, rounds + 1):
         shift = (r + worker) % len(names)
         for name in names[shift:] + names[:shift]:
             wall, cpu = time.perf_counter(), time.process_time()
-            _run_once(built[name], files, r)
+            runs[name](r)
             times[name].append((time.perf_counter() - wall,
                                 time.process_time() - cpu))
     return times
@@ -127,9 +143,10 @@ def _worker(worker: int, queue, *args) -> None:
         queue.put((worker, traceback.format_exc()))
 
 
-def time_pipelines(configs: Dict[str, list], files: List[str], workers: int,
-                   rounds: int) -> List[Dict[str, list]]:
-    """Per worker: ``{name: [(wall_s, cpu_s) per round]}``."""
+def time_runs(make_runs: Callable[[], Dict[str, Callable[[int], None]]],
+              workers: int, rounds: int) -> List[Dict[str, list]]:
+    """Per worker: ``{name: [(wall_s, cpu_s) per round]}``; each worker
+    builds its own runs with ``make_runs()`` (after the fork)."""
     cores = sorted(os.sched_getaffinity(0)) if hasattr(
         os, 'sched_getaffinity') else [None]
     context = multiprocessing.get_context('fork')
@@ -137,7 +154,7 @@ def time_pipelines(configs: Dict[str, list], files: List[str], workers: int,
     processes = [
         context.Process(
             target=_worker,
-            args=(w, queue, cores[w % len(cores)], configs, files, rounds))
+            args=(w, queue, cores[w % len(cores)], make_runs, rounds))
         for w in range(workers)
     ]
     for p in processes:
@@ -235,7 +252,9 @@ def benchmark_data_pipelines(cfg: Config, workers: int, num_images: int,
         files = sorted(glob(os.path.join(root, 'train', '*', '*.JPEG')))
         configs = pipelines(cfg)
         comparison = compare_fast_and_exact(configs['ours'], files)
-        per_worker = time_pipelines(configs, files, workers, rounds)
+        per_worker = time_runs(
+            functools.partial(_pipeline_runs, configs, files), workers,
+            rounds)
     data = summarise(per_worker, len(files))
     ours = data['ours_img_per_s_per_worker']
     data.update(
@@ -301,3 +320,135 @@ def print_data_table(results: dict) -> None:
               f"images ({c['identical_outputs']} identical); JPEG decode "
               f"scales used {c['decode_scales']}; same crop boxes: "
               f"{c['same_crop_boxes']}")
+
+
+# ------------------------------------------------- shards against folders
+#: The benchmark's shard size: its photos fill several shards (a sample's
+#: cost does not depend on the shard size: members are read at their
+#: offsets from an mmap).
+SHARDS_BENCH_MB = 1.0
+#: Shards may not be slower than folders; the paired ratio's noise on a
+#: shared machine is a few per cent.
+SHARDS_TARGET = 0.97
+
+
+def _read_all(dataset, round_index: int) -> None:
+    """Every sample of ``dataset``, in a shuffled order (as training draws
+    them), with round ``round_index``'s per-sample seeds."""
+    seeds = np.random.SeedSequence([round_index]).generate_state(
+        len(dataset))
+    order = np.random.default_rng(round_index).permutation(len(dataset))
+    for index in order:
+        if dataset[SeededIndex(int(index), int(seeds[index]))] is None:
+            raise RuntimeError(f'The dataset dropped sample {index}.')
+
+
+def _dataset_runs(configs: Dict[str, dict]
+                  ) -> Dict[str, Callable[[int], None]]:
+    """``{name: run(round)}``: every sample of each dataset."""
+    return {
+        name: functools.partial(_read_all, DATASETS.build(cfg))
+        for name, cfg in configs.items()
+    }
+
+
+def _same_samples(configs: Dict[str, dict], count: int = 8) -> bool:
+    """The folder and shard datasets give the same first samples."""
+    init_default_scope('mmpretrain')
+    folders, shards = (DATASETS.build(configs[n])
+                       for n in ('folders', 'shards'))
+    return all(
+        torch.equal(folders[SeededIndex(i, i)]['inputs'],
+                    shards[SeededIndex(i, i)]['inputs'])
+        for i in range(min(count, len(folders))))
+
+
+def benchmark_shards_vs_folders(cfg: Config, scratch: str, workers: int,
+                                num_images: int, image_size: tuple,
+                                rounds: int) -> dict:
+    """The ``shards`` section of the benchmark's JSON (``--data --shards
+    DIR``): the config's training pipeline fed by the folder dataset
+    (``CustomDataset`` over class folders of photos) and by
+    :class:`ShardDataset` over the same photos converted with
+    ``tools/make_shards.py``'s converter, interleaved round by round in
+    ``workers`` one-core processes; both written under ``scratch`` (put it
+    on the file system to measure) and removed afterwards."""
+    os.makedirs(scratch, exist_ok=True)
+    pipeline = copy.deepcopy(cfg.train_dataloader.dataset.pipeline)
+    with tempfile.TemporaryDirectory(dir=scratch,
+                                     prefix='mvp_mm_benchmark_') as root:
+        make_photo_imagenet_folder(
+            root, num_classes=4, images_per_class=-(-num_images // 4),
+            image_size=tuple(image_size), quality=90)
+        shards = os.path.join(root, 'shards')
+        start = time.perf_counter()
+        converted = convert_to_shards(os.path.join(root, 'train'), shards,
+                                      SHARDS_BENCH_MB)
+        conversion_s = time.perf_counter() - start
+        configs = dict(
+            folders=dict(type='CustomDataset', data_root=root,
+                         data_prefix='train', pipeline=pipeline),
+            shards=dict(type='ShardDataset', data_root=shards,
+                        pipeline=pipeline))
+        same = _same_samples(configs)
+        per_worker = time_runs(functools.partial(_dataset_runs, configs),
+                               workers, rounds)
+    images = converted['samples']
+    rates = {
+        name: statistics.mean(
+            images / statistics.median(w for w, _ in times[name])
+            for times in per_worker)
+        for name in configs
+    }
+    cpu_ms = {
+        name: 1e3 * statistics.median(
+            c for times in per_worker for _, c in times[name]) / images
+        for name in configs
+    }
+    ratio = statistics.median(  # folder time / shard time, paired
+        f[0] / s[0] for times in per_worker
+        for f, s in zip(times['folders'], times['shards']))
+    return dict(
+        scratch=scratch,
+        workers=workers,
+        images=images,
+        image_size=list(image_size),
+        jpeg_quality=90,
+        rounds=rounds,
+        shards=converted['shards'],
+        shard_size_mb=SHARDS_BENCH_MB,
+        folders_img_per_s_per_worker=rates['folders'],
+        shards_img_per_s_per_worker=rates['shards'],
+        ratio_shards_vs_folders=ratio,
+        cpu_ms_per_img=cpu_ms,
+        img_per_cpu_s={n: 1e3 / ms for n, ms in cpu_ms.items()},
+        same_samples=same,
+        conversion=dict(
+            seconds=conversion_s,
+            mb_per_s=converted['image_bytes'] / 1e6 / conversion_s,
+            img_per_s=images / conversion_s),
+        targets_met=dict(shards_not_slower=ratio >= SHARDS_TARGET),
+        raw_seconds=per_worker)
+
+
+def print_shards_table(results: dict) -> None:
+    d = results['shards']
+    print(f"\n{results['config']}: training data pipeline from folders and "
+          f"from shards of the same {d['images']} photos "
+          f"({d['image_size'][0]}x{d['image_size'][1]} q{d['jpeg_quality']}"
+          f", {d['shards']} shards) under {d['scratch']}, {d['workers']} "
+          f"worker process(es), one core each, median of {d['rounds']} "
+          'interleaved rounds; 1-min load average '
+          f"{results['load_average']['start']:.1f} -> "
+          f"{results['load_average']['end']:.1f}")
+    print(f"{'source':<10}{'img/s/worker':>14}{'CPU ms/img':>12}"
+          f"{'img/CPU-s':>11}")
+    for name in ('folders', 'shards'):
+        print(f"{name:<10}{d[f'{name}_img_per_s_per_worker']:>14.1f}"
+              f"{d['cpu_ms_per_img'][name]:>12.2f}"
+              f"{d['img_per_cpu_s'][name]:>11.1f}")
+    met = 'met' if d['targets_met']['shards_not_slower'] else 'NOT met'
+    print(f"shards vs folders: {d['ratio_shards_vs_folders']:.3f}x per core "
+          f"(target >= {SHARDS_TARGET}: {met}); same samples: "
+          f"{d['same_samples']}; conversion {d['conversion']['mb_per_s']:.1f}"
+          f" MB/s ({d['conversion']['img_per_s']:.0f} images/s)")

@@ -13,6 +13,7 @@ from PIL import Image
 from mmpretrain.registry import TRANSFORMS
 
 JPEG_START, JPEG_END = b'\xff\xd8', b'\xff\xd9'
+FILE_FIX = 'Replace or delete the file'
 
 
 def jpeg_is_truncated(data: bytes) -> bool:
@@ -50,6 +51,11 @@ class CheckedLoadImageFromFile(LoadImageFromFile):
       (the transform returns None, so mmengine's dataset draws a random
       replacement sample, up to ``max_refetch`` times).
 
+    The image is the file ``results['img_path']`` or, in a sample without
+    a path, the bytes ``results['img_bytes']`` (a tar shard's member, from
+    :class:`~mvp_mm.datasets.ShardDataset`), decoded and checked the same
+    way; messages then name the member and its shard.
+
     Args:
         on_error (str): ``'raise'`` or ``'skip'``. Defaults to ``'raise'``.
         **kwargs: ``LoadImageFromFile``'s arguments (``to_float32``,
@@ -77,8 +83,9 @@ class CheckedLoadImageFromFile(LoadImageFromFile):
         return fileio.get(filename, backend_args=self.backend_args)
 
     def transform(self, results: dict) -> Optional[dict]:
-        """Load ``results['img_path']`` into ``results['img']``."""
-        img = self._load(results['img_path'], self._decode)
+        """Load ``results['img_path']`` (or decode ``results['img_bytes']``)
+        into ``results['img']``."""
+        img = self._load(results, self._decode)
         if img is None:  # skipped
             return None
         if self.to_float32:
@@ -92,43 +99,65 @@ class CheckedLoadImageFromFile(LoadImageFromFile):
         return mmcv.imfrombytes(
             data, flag=self.color_type, backend=self.imdecode_backend)
 
-    def _load(self, filename: str,
+    def _load(self, results: dict,
               decode: Callable[[bytes], Optional[np.ndarray]]
               ) -> Optional[np.ndarray]:
-        """``decode(the bytes of filename)``, checked.
+        """``decode(the image's bytes)``, checked.
+
+        The bytes are those of the file ``results['img_path']`` or, without
+        a path, ``results['img_bytes']`` (a shard member, see
+        :class:`~mvp_mm.datasets.ShardDataset`; ``img_source`` names it and
+        ``img_fix`` says how to fix it in messages; ``img_bytes=None`` with
+        ``img_error`` is a member that could not be read).
 
         Args:
-            filename (str): The image file.
+            results (dict): The sample.
             decode (Callable[[bytes], np.ndarray | None]): Decodes the
-                file's bytes; may raise or return None on bad data.
+                bytes; may raise or return None on bad data.
 
         Returns:
             np.ndarray | None: The decoded image, or None for an unreadable
-            file with ``on_error='skip'`` (with ``'raise'``, a ``ValueError``
-            naming the file).
+            image with ``on_error='skip'`` (with ``'raise'``, a
+            ``ValueError`` naming the file or member).
         """
+        filename, fix, data = results.get('img_path'), FILE_FIX, None
+        if filename is None:
+            if 'img_bytes' not in results:
+                raise KeyError(
+                    f'{type(self).__name__} needs img_path (a file) or '
+                    'img_bytes (e.g. from ShardDataset) in the sample; it '
+                    f'has {sorted(results)}.')
+            filename = results.get('img_source', 'an image without a path')
+            fix = results.get('img_fix', fix)
+            data = results['img_bytes']
+            if data is None:
+                return self._unreadable(
+                    filename, results.get('img_error', 'has no bytes'), fix)
         try:
-            data = self._read(filename)
+            if data is None:
+                data = self._read(filename)
             img = decode(data)
         except Exception as exc:  # missing, unreadable, decoder error
             return self._unreadable(
-                filename, f'cannot be read ({type(exc).__name__}: {exc})')
+                filename, f'cannot be read ({type(exc).__name__}: {exc})',
+                fix)
         if img is None or img.size == 0:
             return self._unreadable(
                 filename, f'cannot be decoded ({len(data)} bytes: corrupt, '
-                'truncated or not an image)')
+                'truncated or not an image)', fix)
         if jpeg_is_truncated(data):
-            return self._unreadable(filename,
-                                    'is truncated (its JPEG data ends early)')
+            return self._unreadable(
+                filename, 'is truncated (its JPEG data ends early)', fix)
         return img
 
-    def _unreadable(self, filename: str, problem: str) -> None:
+    def _unreadable(self, filename: str, problem: str,
+                    fix: str = FILE_FIX) -> None:
         if self.on_error == 'raise':
             raise ValueError(
-                f'Training image {filename} {problem}. Replace or delete the '
-                f"file, or set on_error='skip' on {type(self).__name__} in "
-                'the pipeline to skip unreadable images (each one is logged '
-                'and counted).')
+                f'Training image {filename} {problem}. {fix}, '
+                f"or set on_error='skip' on {type(self).__name__} in the "
+                'pipeline to skip unreadable images (each one is logged and '
+                'counted).')
         self.num_skipped += 1
         print_log(
             f'Skipped unreadable image {filename}: it {problem}. Images '

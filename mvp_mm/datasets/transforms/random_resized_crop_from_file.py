@@ -136,7 +136,9 @@ class RandomResizedCropFromFile(CheckedLoadImageFromFile):
     The output is BGR ``uint8`` ``[h, w, 3]``, like mmcv's loader (the data
     preprocessor's ``to_rgb=True`` makes it RGB on the device); a bad file
     is a clear error or skipped and counted (``on_error``), as in
-    :class:`CheckedLoadImageFromFile`.
+    :class:`CheckedLoadImageFromFile`. Without ``img_path``, the bytes are
+    ``results['img_bytes']`` (a tar shard's member, from
+    :class:`~mvp_mm.datasets.ShardDataset`), on the same fast path.
 
     **Added keys:** ``img``, ``img_shape`` (the output's, ``[h, w, 3]``),
     ``ori_shape`` (the file's), ``crop_bbox`` (the drawn box, ``[x1, y1, x2,
@@ -181,8 +183,9 @@ class RandomResizedCropFromFile(CheckedLoadImageFromFile):
         self.exact = exact
 
     def transform(self, results: dict) -> Optional[dict]:
-        """Load ``results['img_path']``, crop and resize it."""
-        img = self._load(results['img_path'],
+        """Load ``results['img_path']`` (or ``results['img_bytes']``), crop
+        and resize it."""
+        img = self._load(results,
                          lambda data: self._decode_for_crop(data, results))
         if img is None:  # skipped
             return None
