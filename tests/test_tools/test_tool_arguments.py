@@ -11,8 +11,9 @@ from tiny import REPO
 
 DEMO_CFG = 'configs/pretrain/mvp_vit-tiny-p16_6e_demo.py'
 SEG_CFG = 'configs/segmentation/upernet_vit-b16_mvp-pre_512x512_160k_ade20k.py'
-TOOLS = ('train.py', 'test.py', 'demo.py', 'benchmark.py', 'export_timm.py',
-         'analysis/zero_shot.py', 'analysis/visualize_attention.py')
+TOOLS = ('train.py', 'test.py', 'demo.py', 'benchmark.py', 'benchmark_knn.py',
+         'export_timm.py', 'make_shards.py', 'analysis/zero_shot.py',
+         'analysis/visualize_attention.py')
 HEAVY = ('torch', 'mmengine', 'mvp_mm', 'numpy', 'open_clip')
 
 
@@ -54,6 +55,10 @@ def test_help_imports_nothing_heavy(tool):
      'working directory holds no *.pth file)'),
     ('benchmark.py', ['mvp_vit-b16_300e_in1k.py'],
      'Did you mean configs/pretrain/mvp_vit-b16_300e_in1k.py?'),
+    ('make_shards.py', ['data/nowhere', 'shards'],
+     "argument src: SRC 'data/nowhere' is not a folder"),
+    ('benchmark_knn.py', ['--json', 'nowhere/knn.json'],
+     "cannot write 'nowhere/knn.json'"),
     ('export_timm.py', ['nowhere.pth', 'out.safetensors'],
      "checkpoint 'nowhere.pth' does not exist"),
     ('analysis/zero_shot.py', [DEMO_CFG, 'README.md', '--imagenet', 'nope'],
@@ -66,3 +71,11 @@ def test_wrong_arguments_are_reported_before_any_import(tool, args, message):
     code, out, err, imports = _run(tool, *args)
     assert code == 2 and message in err, err
     assert not imports & set(HEAVY), sorted(imports & set(HEAVY))
+
+
+def test_make_shards_help_names_the_library_default():
+    """make_shards.py keeps the default shard size without importing
+    mvp_mm: the two must agree."""
+    from mvp_mm.datasets.shard_writer import DEFAULT_SHARD_MB
+    _, out, _, _ = _run('make_shards.py', '--help')
+    assert f'Default: {DEFAULT_SHARD_MB}' in ' '.join(out.split())
