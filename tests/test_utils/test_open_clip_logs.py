@@ -13,15 +13,19 @@ from mvp_mm.utils.open_clip_logs import open_clip_logs_captured
 
 @contextlib.contextmanager
 def bare_root_logger():
-    """The root logger of a script that configured no logging (pytest's
-    capture handlers, which it adds for each test phase, set aside)."""
+    """The root logger of a script that configured no logging: no
+    handlers, no filters, level WARNING (pytest's capture handlers, which
+    it adds for each test phase, and any level an earlier test's library
+    set, put aside)."""
     root = logging.getLogger()
-    handlers, filters = root.handlers, root.filters
+    handlers, filters, level = root.handlers, root.filters, root.level
     root.handlers, root.filters = [], []
+    root.setLevel(logging.WARNING)
     try:
         yield root
     finally:
         root.handlers, root.filters = handlers, filters
+        root.setLevel(level)
 
 
 def test_random_clip_logs_nothing_to_a_bare_root_logger(capfd):
