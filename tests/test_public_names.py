@@ -21,13 +21,16 @@ REGISTERED = {
         'ApplySampleSeed', 'BlockwiseMaskGenerator',
         'CheckedLoadImageFromFile', 'RandomResizedCropFromFile'
     ],
-    ('mmpretrain', 'DATA_SAMPLERS'): ['SeededSampler'],
+    ('mmpretrain', 'DATA_SAMPLERS'): ['ResumableSampler', 'SeededSampler'],
     ('mmpretrain', 'DATASETS'): ['ShardDataset'],
     ('mmpretrain', 'HOOKS'): [
         'AtomicCheckpointHook', 'IterationSeedHook', 'KNNMonitorHook',
         'MVPAlignmentHook', 'NonFiniteGuardHook', 'StrictCheckpointLoadHook',
-        'WorkDirLockHook'
+        'WorkDirLockHook', 'OptimizerStepParamSchedulerHook'
     ],
+    ('mmpretrain', 'LOOPS'): ['ResumableEpochBasedTrainLoop'],
+    # root registry: the runner_type of mmpretrain and mmseg configs alike
+    ('mmengine', 'RUNNERS'): ['EffectiveBatchRunner'],
     ('mmpretrain', 'METRICS'): ['MVPAlignmentMetric'],
 }
 

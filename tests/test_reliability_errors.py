@@ -112,6 +112,11 @@ def test_missing_or_empty_data_root(tmp_path, data_root):
 
 # ------------------------------------------------------------ checkpoints
 def test_missing_truncated_or_unnamed_checkpoint(tmp_path):
+    # --resume (no path) in a work dir with no checkpoint: start from scratch
+    cfg = Config(dict(resume=True, load_from=None, work_dir=str(tmp_path)))
+    resolve_resume(cfg)
+    assert cfg.resume is False and cfg.load_from is None
+
     good = str(tmp_path / 'iter_2.pth')
     torch.save({'state_dict': {}}, good)
     assert check_checkpoint_file(good) == good
@@ -124,9 +129,6 @@ def test_missing_truncated_or_unnamed_checkpoint(tmp_path):
         check_checkpoint_file(cut)
 
     # --resume (no path): last_checkpoint is followed and checked
-    cfg = Config(dict(resume=True, load_from=None, work_dir=str(tmp_path)))
-    resolve_resume(cfg)  # no last_checkpoint yet: start from scratch
-    assert cfg.resume is False and cfg.load_from is None
     with open(tmp_path / 'last_checkpoint', 'w') as f:
         f.write(cut)
     cfg = Config(dict(resume=True, load_from=None, work_dir=str(tmp_path)))

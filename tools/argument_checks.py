@@ -146,6 +146,19 @@ def output_file(path: str) -> str:
         'create it first.')
 
 
+def positive_int(text: str) -> int:
+    """``type=`` for a count that must be 1 or more (e.g. ``--accumulate``,
+    batches per optimizer step)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f'{text!r} is not a whole number of 1 or more.')
+    return value
+
+
 class CfgOptionsAction(argparse.Action):
     """mmengine's ``DictAction`` (``--cfg-options key=value ...``), imported
     only when the option is given, so parsing stays import-free otherwise;

@@ -16,7 +16,8 @@ import os
 import os.path as osp
 from typing import TYPE_CHECKING
 
-from argument_checks import add_cfg_options, config_file, existing_file
+from argument_checks import (add_cfg_options, config_file, existing_file,
+                             positive_int)
 
 if TYPE_CHECKING:
     from mmengine.config import Config
@@ -46,6 +47,13 @@ def parse_args(argv=None):
         '--auto-scale-lr',
         action='store_true',
         help='scale the lr linearly with the actual total batch size')
+    parser.add_argument(
+        '--accumulate',
+        type=positive_int,
+        metavar='N',
+        help='gradient accumulation: one optimizer step every N batches '
+        '(optim_wrapper.accumulative_counts=N), for an effective batch of '
+        'GPUs x batch x N; --auto-scale-lr scales the lr to it')
     parser.add_argument(
         '--pretrained',
         type=existing_file(
@@ -87,6 +95,8 @@ def merge_args(cfg: Config, args) -> Config:
         cfg.resume, cfg.load_from = True, args.resume
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
+    if args.accumulate is not None:
+        cfg.optim_wrapper.accumulative_counts = args.accumulate
     if args.pretrained is not None:
         init_cfg = cfg.model.get('backbone', {}).get('init_cfg')
         if not (isinstance(init_cfg, dict)
@@ -181,10 +191,13 @@ def main():
     args = parse_args()  # before the imports: --help and errors at once
     import torch
     from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
+
+    from mvp_mm.engine import EffectiveBatchRunner
     cfg = load_config(args)
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg \
-        else RUNNERS.build(cfg)
+    # a config of ours names EffectiveBatchRunner; any other gets it too, so
+    # --auto-scale-lr counts --accumulate's batches whatever the config
+    runner = EffectiveBatchRunner.from_cfg(cfg) \
+        if 'runner_type' not in cfg else RUNNERS.build(cfg)
     if cfg.get('compile'):
         plain_param_groups(runner)
     runner.train()

@@ -35,6 +35,13 @@ model = dict(
 # Inherited from BEiT: label smoothing 0.1, Mixup 0.8 + CutMix 1.0,
 # RandAugment (rand-m9-mstd0.5-inc1), random erasing 0.25, bicubic
 # RandomResizedCrop 224 (§4.1 Table 1: 224 x 224).
+# Per-sample seeds, as in pre-training: a sample's augmentation is a function
+# of (seed, epoch, index), so a resumed run draws the same crops, flips,
+# RandAugment ops and erasings as an uninterrupted one.
+train_pipeline = [dict(type='ApplySampleSeed'), *_base_.train_pipeline]
+train_dataloader = dict(
+    sampler=dict(type='SeededSampler', shuffle=True),
+    dataset=dict(pipeline=train_pipeline))
 
 # §4.1: "AdamW optimizer is utilized, and the weight decay is set as 5e-2. The
 # initial learning rate is set with 4e-3 for ViT-B/16". The paper gives no
@@ -49,15 +56,29 @@ optim_wrapper = dict(
                    betas=(0.9, 0.999)),
     paramwise_cfg=dict(layer_decay_rate=0.65))
 auto_scale_lr = dict(base_batch_size=1024)
+# `--auto-scale-lr` counts accumulated batches (`--accumulate N`):
+# EffectiveBatchRunner, which also logs the effective batch and the lr as
+# training starts.
+runner_type = 'EffectiveBatchRunner'
 # A NaN/Inf loss stops the run, and so do NaN/Inf or exploded weights before
 # a checkpoint is saved; a --resume / load_from file with NaN/Inf is refused.
 # BEiT fine-tunes without gradient clipping, so no gradient norm is computed
 # to check (AMP: steps with non-finite gradients are skipped and counted).
-# One training run per work dir, also with mmpretrain's tools/train.py.
-custom_hooks = [dict(type='NonFiniteGuardHook'), dict(type='WorkDirLockHook')]
+# The model's own randomness (drop path, Mixup / CutMix) is re-seeded per
+# iteration, the data's per sample (above): --resume is exact. One training
+# run per work dir, also with mmpretrain's tools/train.py.
+custom_hooks = [
+    dict(type='IterationSeedHook'),
+    dict(type='NonFiniteGuardHook'),
+    dict(type='WorkDirLockHook')
+]
 # Checkpoints are written atomically, as in pre-training: a killed or failed
 # save never replaces a good checkpoint (docs/troubleshooting.md).
-default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
+default_hooks = dict(
+    checkpoint=dict(type='AtomicCheckpointHook'),
+    # with gradient accumulation, one lr per optimizer step: the
+    # unaccumulated run's (docs/cluster.md)
+    param_scheduler=dict(type='OptimizerStepParamSchedulerHook'))
 
 # §4.1: "a cosine decay learning rate scheduler is applied. We fine-tune the
 # ViT-B/16 last for 100 epochs with 20 warm-up epochs". Linear warm-up from
@@ -70,4 +91,7 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True,
          begin=warmup_epochs, end=max_epochs, convert_to_iter_based=True)
 ]
-train_cfg = dict(by_epoch=True, max_epochs=max_epochs)
+# mmengine's epoch loop, except that --resume from a checkpoint taken inside
+# an epoch continues it at the next batch (the sampler skips the rest).
+train_cfg = dict(
+    _delete_=True, type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs)

@@ -31,15 +31,37 @@ model = dict(
             checkpoint='work_dirs/mvp_vit-b16_300e_in1k/epoch_300.pth',
             prefix='backbone.')))
 
+# Per-sample seeds, as in pre-training: a sample's augmentation is a function
+# of (seed, epoch, index), so a resumed run draws the same crops and flips as
+# an uninterrupted one.
+train_pipeline = [dict(type='ApplySampleSeed'), *_base_.train_pipeline]
+train_dataloader = dict(
+    sampler=dict(type='SeededSampler', shuffle=True),
+    dataset=dict(pipeline=train_pipeline))
+
 auto_scale_lr = dict(base_batch_size=16384)  # MAE: 8 GPUs x 2048
+# `--auto-scale-lr` counts accumulated batches (`--accumulate N`):
+# EffectiveBatchRunner, which also logs the effective batch and the lr as
+# training starts.
+runner_type = 'EffectiveBatchRunner'
 # A NaN/Inf loss stops the run, and so do NaN/Inf or exploded weights before
 # a checkpoint is saved; a --resume / load_from file with NaN/Inf is refused.
 # No gradient clipping (MAE's recipe), so no gradient norm is checked.
-# One training run per work dir, also with mmpretrain's tools/train.py.
-custom_hooks = [dict(type='NonFiniteGuardHook'), dict(type='WorkDirLockHook')]
+# Any randomness of the model is re-seeded per iteration, the data's per
+# sample (above): --resume is exact. One training run per work dir, also
+# with mmpretrain's tools/train.py.
+custom_hooks = [
+    dict(type='IterationSeedHook'),
+    dict(type='NonFiniteGuardHook'),
+    dict(type='WorkDirLockHook')
+]
 # Checkpoints are written atomically, as in pre-training: a killed or failed
 # save never replaces a good checkpoint (docs/troubleshooting.md).
-default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
+default_hooks = dict(
+    checkpoint=dict(type='AtomicCheckpointHook'),
+    # with gradient accumulation, one lr per optimizer step: the
+    # unaccumulated run's (docs/cluster.md)
+    param_scheduler=dict(type='OptimizerStepParamSchedulerHook'))
 max_epochs = 100
 warmup_epochs = 10
 param_scheduler = [
@@ -48,4 +70,7 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=True,
          begin=warmup_epochs, end=max_epochs, convert_to_iter_based=True)
 ]
-train_cfg = dict(by_epoch=True, max_epochs=max_epochs)
+# mmengine's epoch loop, except that --resume from a checkpoint taken inside
+# an epoch continues it at the next batch (the sampler skips the rest).
+train_cfg = dict(
+    _delete_=True, type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs)

@@ -177,7 +177,9 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True,
          begin=warmup_epochs, end=max_epochs, convert_to_iter_based=True)
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
+# mmengine's epoch loop, except that --resume from a checkpoint taken inside
+# an epoch continues it at the next batch (the sampler skips the rest).
+train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs)
 # Checkpoints are written atomically (a killed save never becomes the one
 # --resume picks); model randomness is re-seeded per iteration; a NaN/Inf
 # loss or gradient norm stops the run, and so do NaN/Inf or exploded weights
@@ -188,7 +190,10 @@ train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
 # mmpretrain's own tools/train.py).
 default_hooks = dict(
     checkpoint=dict(type='AtomicCheckpointHook', interval=1,
-                    max_keep_ckpts=3))
+                    max_keep_ckpts=3),
+    # with gradient accumulation, one lr per optimizer step: the
+    # unaccumulated run's (docs/cluster.md)
+    param_scheduler=dict(type='OptimizerStepParamSchedulerHook'))
 custom_hooks = [
     dict(type='IterationSeedHook'),
     dict(type='NonFiniteGuardHook'),
@@ -208,5 +213,8 @@ randomness = dict(seed=0, diff_rank_seed=True)
 # Every student parameter gets a gradient from Eq. 9 (the teacher has none).
 find_unused_parameters = False
 # lr 1.5e-3 is for a total batch of 2048; `--auto-scale-lr` rescales it
-# linearly to the actual total batch (lr = 1.5e-3 * batch / 2048).
+# linearly to the actual total batch (lr = 1.5e-3 * batch / 2048), counting
+# accumulated batches (`--accumulate N`): EffectiveBatchRunner, which also
+# logs the effective batch and the lr as training starts.
 auto_scale_lr = dict(base_batch_size=2048, enable=False)
+runner_type = 'EffectiveBatchRunner'

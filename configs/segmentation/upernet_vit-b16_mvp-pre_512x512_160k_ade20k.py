@@ -63,6 +63,10 @@ optim_wrapper = dict(
 train_dataloader = dict(batch_size=2)
 # On another total batch, `--auto-scale-lr` rescales the lr linearly.
 auto_scale_lr = dict(enable=False, base_batch_size=16)
+# `--auto-scale-lr` counts accumulated batches (`--accumulate N`):
+# EffectiveBatchRunner, which also logs the effective batch and the lr as
+# training starts.
+runner_type = 'EffectiveBatchRunner'
 
 # A NaN/Inf loss stops the run, and so do NaN/Inf or exploded weights before
 # a checkpoint is saved; a --resume / load_from file with NaN/Inf is refused.
@@ -77,4 +81,7 @@ custom_hooks = [
 # Checkpoints are written atomically, as in pre-training: a killed or failed
 # save never replaces a good checkpoint (docs/troubleshooting.md).
 default_hooks = dict(
-    checkpoint=dict(type='mmpretrain.AtomicCheckpointHook'))
+    checkpoint=dict(type='mmpretrain.AtomicCheckpointHook'),
+    # with gradient accumulation, one lr per optimizer step: the
+    # unaccumulated run's (docs/cluster.md)
+    param_scheduler=dict(type='mmpretrain.OptimizerStepParamSchedulerHook'))

@@ -1,11 +1,12 @@
 from .data_root_check import check_dataloader_data, check_dataset_folders
-from .samplers import SeededIndex, SeededSampler
+from .samplers import ResumableSampler, SeededIndex, SeededSampler
 from .shard_dataset import ShardDataset
 from .transforms import (ApplySampleSeed, BlockwiseMaskGenerator,
                          CheckedLoadImageFromFile, RandomResizedCropFromFile)
 
 __all__ = [
     'ApplySampleSeed', 'BlockwiseMaskGenerator', 'CheckedLoadImageFromFile',
-    'RandomResizedCropFromFile', 'SeededIndex', 'SeededSampler',
-    'ShardDataset', 'check_dataloader_data', 'check_dataset_folders'
+    'RandomResizedCropFromFile', 'ResumableSampler', 'SeededIndex',
+    'SeededSampler', 'ShardDataset', 'check_dataloader_data',
+    'check_dataset_folders'
 ]

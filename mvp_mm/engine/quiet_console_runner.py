@@ -6,13 +6,15 @@ import logging
 from typing import List
 
 from mmengine.logging import MMLogger
-from mmengine.runner import Runner
+
+from .runners import EffectiveBatchRunner
 
 
-class QuietConsoleRunner(Runner):
-    """mmengine's ``Runner`` with its console at WARNING and above; the log
-    file in the work dir keeps every level (environment, config, hooks,
-    every iteration).
+class QuietConsoleRunner(EffectiveBatchRunner):
+    """The tools' runner (:class:`EffectiveBatchRunner`: mmengine's
+    ``Runner``, lr scaling that counts accumulated batches) with its console
+    at WARNING and above; the log file in the work dir keeps every level
+    (environment, config, hooks, every iteration).
 
     The tools that use it (``tools/demo.py``, ``tools/test.py``) print their
     own short progress and result lines, and where the full log is

@@ -138,19 +138,25 @@ def newest_complete_checkpoint(folder: str,
 
 
 def _later_checkpoint(recorded: str, templates) -> Optional[str]:
-    """A complete checkpoint saved after ``recorded``: a higher step of
-    ``recorded``'s template, written later (a higher step written earlier
-    is a stale file of an earlier run). None if there is none."""
+    """A complete checkpoint saved after ``recorded``, or None: of
+    ``recorded``'s own series, a higher step written later (a higher step
+    written earlier is a stale file of an earlier run); of another series
+    (another template: its steps count other things), one written later.
+    Of several, the newest."""
+    later = []
     for template in templates:
-        step = step_of(recorded, template)
-        if step is None:
-            continue
         steps = checkpoints_by_step(osp.dirname(recorded), template)
-        newest = steps[max(steps)] if steps else recorded
-        if step_of(newest, template) > step and \
-                osp.getmtime(newest) >= osp.getmtime(recorded):
-            return newest
-    return None
+        if not steps:
+            continue
+        newest = steps[max(steps)]
+        step = step_of(recorded, template)
+        if step is not None:
+            if max(steps) > step and \
+                    osp.getmtime(newest) >= osp.getmtime(recorded):
+                later.append(newest)
+        elif osp.getmtime(newest) > osp.getmtime(recorded):
+            later.append(newest)
+    return max(later, key=osp.getmtime) if later else None
 
 
 def find_resume_checkpoint(work_dir: str,
@@ -247,6 +253,9 @@ def resolve_resume(cfg: Config) -> None:
     if not cfg.get('resume', False):
         return
     out_dir, templates = _checkpoint_hook_output(cfg)
+    # and mmengine's other name: checkpoints taken inside the epochs of an
+    # epoch-checkpointed run (iter_N.pth) resume it too
+    templates += tuple(t for t in STEP_TEMPLATES if t not in templates)
     cfg.load_from = find_resume_checkpoint(
         cfg.work_dir, None if _remote(out_dir) else out_dir, templates)
     if cfg.load_from is None:

@@ -48,6 +48,8 @@ def test_help_imports_nothing_heavy(tool):
      "argument --pretrained: checkpoint 'work_dirs/none/epoch_300.pth' "
      'does not exist'),
     ('train.py', [DEMO_CFG, '--bogus'], 'unrecognized arguments: --bogus'),
+    ('train.py', [DEMO_CFG, '--accumulate', '0'],
+     "argument --accumulate: '0' is not a whole number of 1 or more"),
     ('train.py', [DEMO_CFG, '--cfg-options', 'model'],
      "--cfg-options: ['model'] are not KEY=VALUE pairs"),
     ('test.py', [DEMO_CFG, 'nowhere.pth'],

@@ -2,9 +2,10 @@
 from typing import Iterator
 
 import numpy as np
-from mmengine.dataset import DefaultSampler
 
 from mmpretrain.registry import DATA_SAMPLERS
+
+from .resumable_sampler import ResumableSampler
 
 
 class SeededIndex(int):
@@ -33,8 +34,8 @@ class SeededIndex(int):
 
 
 @DATA_SAMPLERS.register_module()
-class SeededSampler(DefaultSampler):
-    """mmengine's ``DefaultSampler`` that also hands out per-sample seeds.
+class SeededSampler(ResumableSampler):
+    """A :class:`ResumableSampler` that also hands out per-sample seeds.
 
     Part of the training tooling of `MVP: Multimodality-guided Visual
     Pre-training <https://arxiv.org/abs/2203.05175>`_. mmengine seeds the
@@ -54,7 +55,10 @@ class SeededSampler(DefaultSampler):
       has its own seed; ranks and workers process different samples), and
       the same seed repeats the same draws;
     - a sample's augmentation does not depend on the world size, so a run
-      on 2 GPUs x 128 sees the same batches as one on 1 GPU x 256.
+      on 2 GPUs x 128 sees the same batches as one on 1 GPU x 256;
+    - a pass can start part-way through the epoch
+      (:meth:`ResumableSampler.set_start`): a run resumed mid-epoch continues
+      with the epoch's next sample and its seed.
 
     Args: as ``DefaultSampler``: ``dataset``, ``shuffle`` (default True),
     ``seed`` (default None: mmengine's synchronised random seed, the same

@@ -1,0 +1,3 @@
+from .effective_batch_runner import EffectiveBatchRunner
+
+__all__ = ['EffectiveBatchRunner']
