@@ -1,7 +1,9 @@
 import contextlib
 import logging
 import os
+import os.path as osp
 import socket
+import sys
 import warnings
 from collections import OrderedDict
 
@@ -9,6 +11,13 @@ import pytest
 import torch
 from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope
+
+# The tools import their siblings (tools/argument_checks.py), which
+# `python tools/X.py` finds beside the script; tests also run tools in this
+# process (runpy). Appended, so that tools/test.py never shadows the
+# standard library's `test` package.
+sys.path.append(osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                         'tools'))
 
 # Two cores are shared by the whole suite; keep torch from oversubscribing.
 torch.set_num_threads(min(2, os.cpu_count() or 1))

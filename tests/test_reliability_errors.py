@@ -3,6 +3,7 @@ is lost or silently replaced. One test per kind of bad input."""
 import copy
 import os
 import os.path as osp
+import re
 import runpy
 import sys
 import uuid
@@ -140,17 +141,23 @@ def test_missing_truncated_or_unnamed_checkpoint(tmp_path):
 
 
 def test_train_cli_checks_resume_file_and_data_root(tmp_path, data_root,
-                                                    monkeypatch):
-    """tools/train.py runs both checks before building anything."""
+                                                    monkeypatch, capsys):
+    """tools/train.py runs both checks before building anything; a missing
+    --resume file is an argument error, before the config is even read."""
     train_main = runpy.run_path(TRAIN)['main']
     cfg = tiny_pretrain_cfg(data_root, str(tmp_path / 'work'))
     cfg.dump(str(tmp_path / 'cfg.py'))
+    os.makedirs(tmp_path / 'work')
+    (tmp_path / 'work' / 'iter_4.pth').write_bytes(b'')
     missing = str(tmp_path / 'work' / 'iter_7.pth')
     monkeypatch.setattr(
         sys, 'argv', ['train.py', str(tmp_path / 'cfg.py'), '--resume',
                       missing])
-    with pytest.raises(FileNotFoundError, match='iter_7.pth.*Pass one'):
+    with pytest.raises(SystemExit) as exit_:
         train_main()
+    assert exit_.value.code == 2
+    assert re.search(r'iter_7\.pth.*does not exist.*holds iter_4\.pth',
+                     capsys.readouterr().err)
     monkeypatch.setattr(sys, 'argv', [
         'train.py', str(tmp_path / 'cfg.py'), '--cfg-options',
         f'train_dataloader.dataset.data_root={tmp_path}/nowhere'

@@ -56,40 +56,34 @@ Examples::
     python tools/benchmark.py configs/pretrain/mvp_vit-b16_300e_in1k.py \
         --data --shards /scratch/$USER --json work_dirs/shards.json
 
+The arguments are checked before torch and mvp_mm are imported
+(tools/argument_checks.py), so ``--help`` and a wrong argument answer at
+once.
+
 Paper: https://arxiv.org/abs/2203.05175
 """
+from __future__ import annotations  # the annotations name lazy imports
+
 import argparse
 import logging
 import os
 import os.path as osp
 import statistics
 import tempfile
+from typing import TYPE_CHECKING
 
-import torch
-from mmengine.config import Config, DictAction
-from mmengine.logging import MMLogger
+from argument_checks import (add_cfg_options, config_file, existing_file,
+                             output_file)
 
-import mvp_mm  # noqa: F401  (registers MVP's modules)
-from mvp_mm.utils import mvp_step_flops
-
-from benchmarking.baselines import (build_models, build_optimizers,
-                                    check_equal_loss, make_batch,
-                                    write_random_clip)
-from benchmarking.data_pipeline import (benchmark_data_pipelines,
-                                        benchmark_shards_vs_folders,
-                                        print_data_table, print_shards_table)
-from benchmarking.masks import benchmark_masks
-from benchmarking.report import (TARGETS, machine, peak_tflops, print_table,
-                                 utilisation, write_json)
-from benchmarking.timing import (PeakMemory, available_cores, cpu_ticks,
-                                 keep_freed_memory, paired_ratio, steal_share,
-                                 time_interleaved, train_step)
+if TYPE_CHECKING:
+    from mmengine.config import Config
 
 
 def parse_args():
     parser = argparse.ArgumentParser(
         description='Benchmark the MVP training step against stock parts')
-    parser.add_argument('config', help='a pretrain config file')
+    parser.add_argument('config', type=config_file,
+                        help='a pretrain config file')
     parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
     parser.add_argument(
         '--threads', type=int, default=2,
@@ -114,6 +108,10 @@ def parse_args():
         'do not page-fault fresh memory in, as with jemalloc/tcmalloc')
     parser.add_argument(
         '--clip-checkpoint',
+        type=existing_file('CLIP checkpoint',
+                           'pass an open_clip/OpenAI-layout state dict file, '
+                           'or leave the flag out for a random CLIP',
+                           pattern='*.pt*'),
         help='open_clip/OpenAI-layout CLIP state dict for both teachers. '
         'Default: a seeded random CLIP written to a temporary file')
     parser.add_argument(
@@ -125,7 +123,7 @@ def parse_args():
         help='time the training data pipeline per CPU core (ours vs '
         "mmpretrain's BEiT pipeline), not the training step")
     parser.add_argument(
-        '--workers', type=int, default=len(available_cores()),
+        '--workers', type=int,
         help='--data: worker processes, one core and one thread each. '
         'Default: one per available core')
     parser.add_argument(
@@ -141,15 +139,33 @@ def parse_args():
         help='--data: time the pipeline fed from tar shards against class '
         'folders of the same photos, both written under DIR (put it on the '
         'file system to measure) and removed afterwards')
-    parser.add_argument('--json', help='write the results to this file')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config entries, e.g. model.backbone.arch=large')
+    parser.add_argument('--json', type=output_file,
+                        help='write the results to this file')
+    add_cfg_options(parser, 'model.backbone.arch=large')
     return parser.parse_args()
 
 
 def main():
-    args = parse_args()
+    args = parse_args()  # before the imports: --help and errors at once
+    import torch
+    from mmengine.config import Config
+    from mmengine.logging import MMLogger
+
+    import mvp_mm  # noqa: F401  (registers MVP's modules)
+    from mvp_mm.utils import mvp_step_flops
+
+    from benchmarking.baselines import (build_models, build_optimizers,
+                                        check_equal_loss, make_batch,
+                                        write_random_clip)
+    from benchmarking.masks import benchmark_masks
+    from benchmarking.report import (TARGETS, machine, peak_tflops,
+                                     print_table, utilisation, write_json)
+    from benchmarking.timing import (PeakMemory, available_cores, cpu_ticks,
+                                     keep_freed_memory, paired_ratio,
+                                     steal_share, time_interleaved,
+                                     train_step)
+    if args.workers is None:
+        args.workers = len(available_cores())
     if args.device == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('--device cuda, but torch sees no CUDA device.')
     torch.set_num_threads(args.threads)
@@ -283,6 +299,9 @@ def benchmark_data(args, cfg: Config, load_before: float) -> None:
     against folders)."""
     if args.shards:
         return benchmark_shards(args, cfg, load_before)
+    from benchmarking.data_pipeline import (benchmark_data_pipelines,
+                                            print_data_table)
+    from benchmarking.report import machine, write_json
     data = benchmark_data_pipelines(cfg, args.workers, args.data_images,
                                     args.data_image_size, args.steps)
     results = dict(
@@ -297,6 +316,9 @@ def benchmark_data(args, cfg: Config, load_before: float) -> None:
 
 def benchmark_shards(args, cfg: Config, load_before: float) -> None:
     """``--data --shards DIR``: shards against folders, table and JSON."""
+    from benchmarking.data_pipeline import (benchmark_shards_vs_folders,
+                                            print_shards_table)
+    from benchmarking.report import machine, write_json
     shards = benchmark_shards_vs_folders(cfg, args.shards, args.workers,
                                          args.data_images,
                                          args.data_image_size, args.steps)

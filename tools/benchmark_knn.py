@@ -13,18 +13,14 @@ Measures (torch threads as given, fp32, eval mode, no grad):
 
 Prints a table and, with ``--json``, writes the numbers. Data loading
 (JPEG decoding, resizing) is not counted: the hook's loader workers run
-beside the model.
+beside the model. The arguments are parsed before torch and mvp_mm are
+imported (tools/argument_checks.py), so ``--help`` answers at once.
 """
 import argparse
 import json
 import time
 
-import torch
-import torch.nn.functional as F
-
-import mvp_mm  # noqa: F401  (registers the student)
-from mvp_mm.evaluation import weighted_knn_correct
-from mvp_mm.utils import vit_forward_flops
+from argument_checks import output_file
 
 IMAGENET_MEMORY, IMAGENET_QUERIES = 1_281_167, 50_000
 ARCHS = dict(
@@ -42,12 +38,14 @@ def parse_args():
                         help='timed batches per model (small: 4x as many)')
     parser.add_argument('--memory', type=int, default=50_000)
     parser.add_argument('--queries', type=int, default=512)
-    parser.add_argument('--json', help='write the numbers here')
+    parser.add_argument('--json', type=output_file,
+                        help='write the numbers here')
     return parser.parse_args()
 
 
 def embedding_rate(arch: dict, batch: int, rounds: int) -> float:
     """Images/s of the student's unmasked forward at 224 px."""
+    import torch
     from mmengine.registry import init_default_scope
 
     from mmpretrain.registry import MODELS
@@ -69,6 +67,10 @@ def embedding_rate(arch: dict, batch: int, rounds: int) -> float:
 
 def knn_seconds(memory: int, queries: int, dims: int = 768) -> float:
     """Seconds of one weighted k-NN of ``queries`` against ``memory``."""
+    import torch
+    import torch.nn.functional as F
+
+    from mvp_mm.evaluation import weighted_knn_correct
     generator = torch.Generator().manual_seed(0)
     bank = F.normalize(torch.randn(memory, dims, generator=generator), dim=1)
     query = F.normalize(torch.randn(queries, dims, generator=generator),
@@ -82,7 +84,11 @@ def knn_seconds(memory: int, queries: int, dims: int = 768) -> float:
 
 
 def main():
-    args = parse_args()
+    args = parse_args()  # before the imports: --help at once
+    import torch
+
+    import mvp_mm  # noqa: F401  (registers the student)
+    from mvp_mm.utils import vit_forward_flops
     torch.set_num_threads(args.threads)
     flops = {name: vit_forward_flops(196, arch['embed_dims'],
                                      arch['num_layers'],

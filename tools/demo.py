@@ -18,24 +18,10 @@ OpenAI's CLIP weights when open_clip can get them (its cache or a download);
 otherwise it is a randomly initialised CLIP, and the demo says so.
 """
 import argparse
-import logging
 import os
 import os.path as osp
 import shutil
-import time
 from typing import List
-
-from mmengine.hooks import Hook
-from PIL import Image
-# tools/train.py, next to this file: the same config handling as training.
-from train import load_config
-from train import parse_args as parse_train_args
-
-from mvp_mm.analysis import (attention_panels, figure_row, load_vit_subject,
-                             plot_training_curves, read_scalars)
-from mvp_mm.engine import EffectiveBatchRunner, find_resume_checkpoint
-from mvp_mm.utils import (make_lfw_imagenet_folders,
-                          make_photo_imagenet_folder, write_photos)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(REPO, 'configs', 'pretrain', 'mvp_vit-tiny-p16_6e_demo.py')
@@ -71,6 +57,8 @@ def prepare_data(root: str = DATA_ROOT) -> List[str]:
     Returns:
         List[str]: The held-out photos.
     """
+    from mvp_mm.utils import (make_lfw_imagenet_folders,
+                              make_photo_imagenet_folder, write_photos)
     if not osp.isdir(root):
         print(f'Writing the demo images (real photographs from '
               f'scikit-image) to {root}')
@@ -99,64 +87,14 @@ def prepare_data(root: str = DATA_ROOT) -> List[str]:
                   if path.startswith('val' + os.sep))
 
 
-class QuietConsoleRunner(EffectiveBatchRunner):
-    """The config's runner with its console at WARNING: the log file in the
-    work dir keeps every level; the demo prints its own progress lines."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        self.random_teacher = False  # set if the teacher fell back to random
-        super().__init__(*args, **kwargs)
-
-    def build_logger(self, *args, **kwargs):
-        logger = super().build_logger(*args, **kwargs)
-        for handler in logger.handlers:
-            if not isinstance(handler, logging.FileHandler):  # the console
-                handler.setLevel(logging.WARNING)
-                handler.addFilter(self._console_filter)
-        return logger
-
-    def _console_filter(self, record: logging.LogRecord) -> bool:
-        if RANDOM_TEACHER in record.getMessage():
-            self.random_teacher = True
-        return True
-
-
-class ProgressHook(Hook):
-    """A console line per epoch: the epoch's mean loss, the latest held-out
-    alignment (from MVPAlignmentHook), the k-NN top-1 accuracy after an
-    epoch that measured it (KNNMonitorHook), the time since training
-    started."""
-
-    priority = 'LOWEST'
-
-    def before_train(self, runner) -> None:
-        self.start = time.perf_counter()
-        self.knn_evaluations = 0
-
-    def after_train_epoch(self, runner) -> None:
-        hub = runner.message_hub
-        loss = hub.get_scalar('train/loss').mean(len(runner.train_dataloader))
-        line = (f'epoch {runner.epoch + 1}/{runner.max_epochs}  '
-                f'iter {runner.iter}/{runner.max_iters}  loss {loss:+.4f}')
-        if 'alignment/cls' in hub.log_scalars:
-            line += '  held-out cosine: ' + '  '.join(
-                f'{key} {hub.get_scalar("alignment/" + key).current():.3f}'
-                for key in ('cls', 'masked', 'visible'))
-        if 'knn/cls_top1' in hub.log_scalars:
-            evaluations = len(hub.get_scalar('knn/cls_top1').data[0])
-            if evaluations > self.knn_evaluations:
-                self.knn_evaluations = evaluations
-                top1 = {kind: hub.get_scalar(f'knn/{kind}_top1').current()
-                        for kind in ('cls', 'patch_mean')}
-                line += '  k-NN top-1: ' + '  '.join(
-                    f'{kind} {value:.0f}%' for kind, value in top1.items())
-        print(f'{line}  ({time.perf_counter() - self.start:.0f} s)',
-              flush=True)
-
-
 def draw_attention(config: str, checkpoint: str, cfg_options: dict,
-                   photos: List[str], out: str) -> None:
-    """The held-out photos (top) and the student's attention (bottom)."""
+                   photos: List[str], out: str, caption: str) -> None:
+    """The held-out photos (top), the student's attention (bottom), a colour
+    bar and ``caption``."""
+    from PIL import Image
+
+    from mvp_mm.analysis import (attention_panels, explained_figure,
+                                 figure_row, load_vit_subject)
     student = load_vit_subject(config, checkpoint, cfg_options)
     inputs, overlays = [], []
     for path in photos:
@@ -171,11 +109,19 @@ def draw_attention(config: str, checkpoint: str, cfg_options: dict,
     canvas = Image.new('RGB', (rows[0].width, 2 * rows[0].height), 'white')
     for index, row in enumerate(rows):
         canvas.paste(row, (0, index * row.height))
-    canvas.save(out)
+    explained_figure(canvas, caption).save(out)
 
 
 def main():
-    args = parse_args()
+    args = parse_args()  # before the imports: --help at once
+    from demo_progress import ProgressHook
+    # tools/train.py, next to this file: the same config handling as training.
+    from train import load_config
+    from train import parse_args as parse_train_args
+
+    from mvp_mm.analysis import (describe_teacher, plot_training_curves,
+                                 read_scalars)
+    from mvp_mm.engine import QuietConsoleRunner, find_resume_checkpoint
     photos = prepare_data()
     train_args = parse_train_args(
         [CONFIG, '--work-dir', args.work_dir] +
@@ -184,10 +130,11 @@ def main():
     runner = QuietConsoleRunner.from_cfg(cfg)
     runner.register_hook(ProgressHook())
     backbone = runner.model.backbone
+    random_teacher = any(RANDOM_TEACHER in message
+                         for message in runner.console_warnings)
     models = (f'{len(backbone.layers)}-block ViT-{backbone.embed_dims} '
               f'student, CLIP {cfg.model.target_generator.model_name} '
-              'teacher' + (', RANDOMLY INITIALISED'
-                           if runner.random_teacher else ''))
+              'teacher' + (', RANDOMLY INITIALISED' if random_teacher else ''))
     print(f'Pre-training MVP for {runner.max_epochs} epochs of '
           f'{len(runner.train_dataloader)} iterations ({models}). Full log: '
           f'{runner.logger.log_file}', flush=True)
@@ -200,13 +147,15 @@ def main():
         curves, title=f'MVP demo ({models})')
     attention = osp.join(work_dir, 'attention.png')
     checkpoint = find_resume_checkpoint(work_dir)
-    draw_attention(CONFIG, checkpoint, train_args.cfg_options, photos,
-                   attention)
+    draw_attention(
+        CONFIG, checkpoint, train_args.cfg_options, photos, attention,
+        f'{osp.relpath(checkpoint)}: the demo student after {runner.iter} '
+        f'iterations; {describe_teacher(cfg, checkpoint)}')
     print(f'Checkpoint: {checkpoint}\n'
           f'Curves:     {curves}\n'
           f'Attention:  {attention}\n'
           f'Full log:   {runner.logger.log_file}')
-    if runner.random_teacher:
+    if random_teacher:
         print('!!! The teacher was a RANDOMLY INITIALISED CLIP (its weights '
               'could not be had): this run shows the mechanics, not what MVP '
               'learns. For OpenAI weights: --cfg-options '

@@ -13,24 +13,25 @@ then, in any timm code base::
 
 The file's metadata holds the exact ``timm.create_model`` name and keyword
 arguments; the tool loads the result into that timm model (strict) before
-writing it, so a file it writes always loads.
+writing it, so a file it writes always loads. The arguments are checked
+before the libraries are imported (tools/argument_checks.py).
 """
 import argparse
 import os
 
-import timm
-from mmengine.logging import print_log
-from safetensors.torch import save_file
-
-from mvp_mm.analysis.checkpoint import load_state_dict
-from mvp_mm.export import mmpretrain_beit_to_timm, timm_metadata
+from argument_checks import existing_file, output_file
 
 
 def parse_args():
     parser = argparse.ArgumentParser(
         description='Export an MVP backbone to timm (beit_*_patch16_224)')
-    parser.add_argument('checkpoint', help='MVP pre-training checkpoint')
-    parser.add_argument('out', help='output .safetensors file')
+    parser.add_argument(
+        'checkpoint',
+        type=existing_file('checkpoint', 'pass the .pth file that an MVP '
+                           'pre-training run wrote under its work dir'),
+        help='MVP pre-training checkpoint')
+    parser.add_argument('out', type=output_file,
+                        help='output .safetensors file')
     return parser.parse_args()
 
 
@@ -43,7 +44,13 @@ def give_default_mode(path: str) -> None:
 
 
 def main():
-    args = parse_args()
+    args = parse_args()  # before the imports: --help and errors at once
+    import timm
+    from mmengine.logging import print_log
+    from safetensors.torch import save_file
+
+    from mvp_mm.analysis.checkpoint import load_state_dict
+    from mvp_mm.export import mmpretrain_beit_to_timm, timm_metadata
     state_dict, name, kwargs = mmpretrain_beit_to_timm(
         load_state_dict(args.checkpoint))
     model = timm.create_model(name, pretrained=False, **kwargs)

@@ -31,24 +31,28 @@ Examples::
 
 Layout and when to use shards: docs/shards.md.
 
+The arguments are checked before mvp_mm is imported
+(tools/argument_checks.py), so ``--help`` and a wrong argument answer at
+once.
+
 Paper: https://arxiv.org/abs/2203.05175
 """
 import argparse
 import sys
 import time
 
-from tqdm import tqdm
+from argument_checks import existing_file, existing_folder
 
-from mvp_mm.datasets.shard_writer import (DEFAULT_SHARD_MB,
-                                          convert_to_shards,
-                                          verify_against_source, verify_index)
+# mvp_mm.datasets.shard_writer.DEFAULT_SHARD_MB, without importing mvp_mm
+# for --help (tests/test_tools/test_tool_arguments.py checks they agree).
+DEFAULT_SHARD_MB = 1000
 
 
 def parse_args():
     parser = argparse.ArgumentParser(
         description='Convert an image folder or annotation list into '
         'WebDataset tar shards with a wids index')
-    parser.add_argument('src', help='class folders, a flat image folder, or '
+    parser.add_argument('src', type=existing_folder('SRC'), help='class folders, a flat image folder, or '
                         'the root of --ann-file\'s paths')
     parser.add_argument('out', help='output folder for the shards and '
                         'shardindex.json')
@@ -56,7 +60,10 @@ def parse_args():
         '--shard-size', type=float, default=DEFAULT_SHARD_MB, metavar='MB',
         help=f'largest shard in MB (10^6 bytes). Default: {DEFAULT_SHARD_MB}')
     parser.add_argument(
-        '--ann-file', help="mmpretrain annotation list, '<path> <label>' "
+        '--ann-file',
+        type=existing_file('annotation list', "pass mmpretrain's "
+                           "'<path> <label>' list file", pattern='*.txt'),
+        help="mmpretrain annotation list, '<path> <label>' "
         'lines (paths relative to SRC)')
     parser.add_argument(
         '--no-labels', action='store_true',
@@ -70,7 +77,12 @@ def parse_args():
 
 
 def main() -> int:
-    args = parse_args()
+    args = parse_args()  # before the imports: --help and errors at once
+    from tqdm import tqdm
+
+    from mvp_mm.datasets.shard_writer import (convert_to_shards,
+                                              verify_against_source,
+                                              verify_index)
     with_label = False if args.no_labels else None
     if args.verify:
         problems = verify_against_source(args.src, args.out, args.ann_file,

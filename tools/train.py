@@ -4,33 +4,39 @@ linear probing (mmpretrain), UperNet segmentation (mmseg).
 Adapted from mmpretrain's ``tools/train.py``
 (https://github.com/open-mmlab/mmpretrain/blob/v1.2.0/tools/train.py); the
 config's ``default_scope`` picks the library, so one script serves all.
+
+The arguments are parsed and checked before torch, mmengine and mvp_mm are
+imported (inside the functions that use them), so ``--help`` and a wrong
+argument answer at once (tools/argument_checks.py).
 """
+from __future__ import annotations  # the annotations name lazy imports
+
 import argparse
 import os
 import os.path as osp
+from typing import TYPE_CHECKING
 
-import torch
-from mmengine.config import Config, DictAction
-from mmengine.logging import print_log
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
-from mmengine.utils import digit_version
+from argument_checks import (add_cfg_options, config_file, existing_file,
+                             positive_int)
 
-import mvp_mm  # noqa: F401  (compatibility layers + registration)
-from mvp_mm.datasets import check_dataloader_data
-from mvp_mm.engine import (EffectiveBatchRunner, StoppedBySignal,
-                           launch_rank, lock_work_dir, resolve_resume)
+if TYPE_CHECKING:
+    from mmengine.config import Config
+    from mmengine.runner import Runner
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train a model')
-    parser.add_argument('config', help='train config file path')
+    parser.add_argument('config', type=config_file,
+                        help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument(
         '--resume',
         nargs='?',
-        type=str,
         const='auto',
+        type=existing_file(
+            'checkpoint', 'pass a .pth file that tools/train.py '
+            'wrote, or --resume alone for the latest one in the work dir',
+            keep=('auto', )),
         help='resume from this checkpoint, or (no value) from the latest '
         'checkpoint in the work dir')
     parser.add_argument(
@@ -43,21 +49,21 @@ def parse_args(argv=None):
         help='scale the lr linearly with the actual total batch size')
     parser.add_argument(
         '--accumulate',
-        type=int,
+        type=positive_int,
         metavar='N',
         help='gradient accumulation: one optimizer step every N batches '
         '(optim_wrapper.accumulative_counts=N), for an effective batch of '
         'GPUs x batch x N; --auto-scale-lr scales the lr to it')
     parser.add_argument(
         '--pretrained',
+        type=existing_file(
+            'checkpoint', 'pass the .pth file that an MVP '
+            'pre-training run (tools/train.py configs/pretrain/...) wrote '
+            'under its work dir'),
         help='downstream configs: the MVP pre-training checkpoint the '
         'backbone starts from (= --cfg-options '
         'model.backbone.init_cfg.checkpoint=PATH)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config entries, e.g. key=value key2.sub=value')
+    add_cfg_options(parser)
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -90,10 +96,6 @@ def merge_args(cfg: Config, args) -> Config:
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
     if args.accumulate is not None:
-        if args.accumulate < 1:
-            raise ValueError(
-                f'--accumulate {args.accumulate}: the number of batches per '
-                'optimizer step must be 1 or more.')
         cfg.optim_wrapper.accumulative_counts = args.accumulate
     if args.pretrained is not None:
         init_cfg = cfg.model.get('backbone', {}).get('init_cfg')
@@ -113,6 +115,10 @@ def amp_fallback_on_cpu(cfg: Config) -> None:
     """AmpOptimWrapper asserts a GPU; on a CPU-only machine train in fp32.
     Fused AdamW (``optimizer.fused=True``) runs on CPU from torch 2.4 on;
     with an older torch and no GPU, the default AdamW is used instead."""
+    import torch
+    from mmengine.logging import print_log
+    from mmengine.utils import digit_version
+
     wrapper = cfg.get('optim_wrapper', {})
     optimizer = wrapper.get('optimizer', {})
     if optimizer.get('fused') and not torch.cuda.is_available() and \
@@ -165,6 +171,9 @@ def resume_after_restart(cfg: Config) -> None:
                 if os.environ.get(name, '0').strip() not in ('', '0')]
     if not restarts:
         return
+    from mmengine.logging import print_log
+
+    from mvp_mm.engine import resolve_resume
     given = cfg.get('resume', False), cfg.get('load_from')
     cfg.resume, cfg.load_from = True, None
     resolve_resume(cfg)
@@ -180,6 +189,11 @@ def load_config(args) -> Config:
     """The config with the arguments merged, adapted to the machine, and
     checked, its work dir locked for this run (tools/demo.py shares
     this)."""
+    from mmengine.config import Config
+
+    import mvp_mm  # noqa: F401  (compatibility layers + registration)
+    from mvp_mm.datasets import check_dataloader_data
+    from mvp_mm.engine import launch_rank, lock_work_dir, resolve_resume
     cfg = merge_args(Config.fromfile(args.config), args)
     # One run per work dir: a second one stops here, before it reads the
     # resume checkpoint or writes anything (held until exit; rank 0).
@@ -204,7 +218,11 @@ def load_config(args) -> Config:
 
 
 def main():
-    cfg = load_config(parse_args())
+    args = parse_args()  # before the imports: --help and errors at once
+    from mmengine.registry import RUNNERS
+
+    from mvp_mm.engine import EffectiveBatchRunner, StoppedBySignal
+    cfg = load_config(args)
     # a config of ours names EffectiveBatchRunner; any other gets it too, so
     # --auto-scale-lr counts --accumulate's batches whatever the config
     runner = EffectiveBatchRunner.from_cfg(cfg) \
@@ -222,6 +240,7 @@ def main():
 def leave_process_group() -> None:
     """Ranks leave together, so none exits while another still talks to it
     (mmengine never tears the process group down)."""
+    import torch
     if torch.distributed.is_initialized():
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()

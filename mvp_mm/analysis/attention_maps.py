@@ -154,6 +154,65 @@ def figure_row(panels: Sequence[np.ndarray],
     return canvas
 
 
+#: What the heat maps' colours mean, under every figure.
+COLOUR_MEANING = ('colour: attention of the CLS token to each patch, last '
+                  'block, mean over heads; each map from its least to its '
+                  'most attended patch')
+
+
+def _text_lines(text: str, width: int, font) -> List[str]:
+    """``text`` wrapped at spaces to lines at most ``width`` pixels wide in
+    ``font``."""
+    lines = []
+    for word in text.split():
+        if lines and font.getlength(f'{lines[-1]} {word}') <= width:
+            lines[-1] += ' ' + word
+        else:
+            lines.append(word)
+    return lines
+
+
+def explained_figure(figure: Image.Image,
+                     caption: str,
+                     colormap: str = 'jet') -> Image.Image:
+    """``figure`` with a colour bar, what the colours mean, and a caption
+    (what was drawn: checkpoint, teacher weights) below it.
+
+    Args:
+        figure (Image.Image): Rows of :func:`figure_row` panels.
+        caption (str): One line; wrapped where the figure is narrower.
+        colormap (str): The heat maps' matplotlib colormap. Defaults to
+            ``'jet'`` (:func:`overlay_heatmap`'s).
+
+    Returns:
+        Image.Image: The same width, taller.
+    """
+    width, line = figure.width, 16
+    font = ImageFont.load_default(size=12)
+    meaning = _text_lines(COLOUR_MEANING, width - 4, font)
+    captions = _text_lines(caption, width - 4, font)
+    bar_top = figure.height + 4
+    text_top = bar_top + line + 2
+    canvas = Image.new(
+        'RGB', (width, text_top + line * (len(meaning) + len(captions)) + 4),
+        'white')
+    canvas.paste(figure, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    low_width, high_width = 30, 32  # 'low ', 'high' at 12 px
+    bar = np.linspace(0, 1, max(1, width - low_width - high_width - 8))
+    colours = (matplotlib.colormaps[colormap](bar)[:, :3] * 255).round()
+    strip = np.repeat(colours[None].astype(np.uint8), line - 4, axis=0)
+    canvas.paste(Image.fromarray(strip), (low_width + 2, bar_top + 2))
+    draw.text((2, bar_top + 1), 'low', fill='black', font=font)
+    draw.text((width - high_width, bar_top + 1), 'high', fill='black',
+              font=font)
+    for index, text in enumerate(meaning + captions):
+        draw.text((2, text_top + index * line), text,
+                  fill='dimgray' if index < len(meaning) else 'black',
+                  font=font)
+    return canvas
+
+
 def attention_panels(subjects: Sequence,
                      image_path: str,
                      alpha: float = 0.5) -> Tuple[List[np.ndarray], List[str]]:

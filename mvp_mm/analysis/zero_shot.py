@@ -33,6 +33,7 @@ from mmseg.datasets.transforms import LoadAnnotations, PackSegInputs
 from mmseg.evaluation import IoUMetric
 from ..models import CLIPTargetGenerator
 from ..models.teachers.pretrained_models import build_open_clip_model
+from ..utils.open_clip_logs import open_clip_logs_captured
 
 TokenEncoder = Callable[[torch.Tensor], torch.Tensor]
 ADE20K_CLASSES = ADE20KDataset.METAINFO['classes']  # 150 names, label order
@@ -117,11 +118,12 @@ def text_classifier(text_model: nn.Module,
     Returns:
         torch.Tensor: ``[K, D]``.
     """
-    tokenizer = open_clip.get_tokenizer(
-        model_name, context_length=text_model.context_length)
-    weights = open_clip.build_zero_shot_classifier(
-        text_model.to(device), tokenizer, class_names, templates,
-        device=device)  # [D, K]
+    with open_clip_logs_captured():
+        tokenizer = open_clip.get_tokenizer(
+            model_name, context_length=text_model.context_length)
+        weights = open_clip.build_zero_shot_classifier(
+            text_model.to(device), tokenizer, class_names, templates,
+            device=device)  # [D, K]
     return weights.t().float()
 
 

@@ -142,11 +142,16 @@ def test_visualize_attention_tool_writes_side_by_side_png(mvp_files,
     pngs = sorted(glob.glob(str(out / '*_attention.png')))
     assert len(pngs) == 2
     figure = np.asarray(Image.open(pngs[0]).convert('RGB'))
-    assert figure.shape == (96 + 32, 3 * 96, 3)  # input | MVP | DINO
-    panels = [figure[32:, i * 96:(i + 1) * 96].astype(float)
+    assert figure.shape[1:] == (3 * 96, 3)  # input | MVP | DINO
+    panels = [figure[32:128, i * 96:(i + 1) * 96].astype(float)
               for i in range(3)]
     assert panels[1].std() > 10  # not blank
     assert np.abs(panels[1] - panels[0]).mean() > 10  # a heat map on top
+    # Below: the colour bar (jet, blue to red), its meaning, the caption.
+    bar = figure[128 + 4 + 8, 40:-40].astype(int)
+    assert bar[0, 2] > bar[0, 0] + 100 and bar[-1, 0] > bar[-1, 2] + 100
+    assert figure.shape[0] > 128 + 4 + 16 + 3 * 16  # the text lines
+    assert (figure[128 + 24:] < 128).any()  # dark text under the bar
 
 
 @pytest.mark.parametrize('model, weights, local_file', [

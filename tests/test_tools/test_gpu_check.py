@@ -1,7 +1,9 @@
-"""tools/gpu_check.sh without a GPU: it parses, refuses clearly, and its
-summary reads what the benchmarks and pytest write; the data benchmark's
-JSON (``tools/benchmark.py CONFIG --data``, smoke test, no timing
-assertions)."""
+"""tools/gpu_check.sh without a GPU: its CPU twin (``--cpu``: the same
+steps at tiny sizes) runs where only ``python3`` exists, in order, each
+under its own cap, and writes the summary although a step timed out; the
+GPU check refuses clearly without a GPU; the summary reads what the
+benchmarks and pytest write; the data benchmark's JSON (``tools/benchmark.py
+CONFIG --data``, smoke test, no timing assertions)."""
 import json
 import os
 import os.path as osp
@@ -12,7 +14,7 @@ import sys
 import pytest
 import torch
 from psnr_bounds import PSNR_FULL_DECODE
-from tiny import PRETRAIN_CFG, REPO
+from tiny import REPO
 
 SCRIPT = osp.join(REPO, 'tools', 'gpu_check.sh')
 JUNIT = """<?xml version="1.0" encoding="utf-8"?>
@@ -26,20 +28,54 @@ JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 
 
 def _python_first_env() -> dict:
-    """The script runs ``python``: make it this interpreter."""
+    """The script runs ``python3``: make it this interpreter."""
     path = osp.dirname(sys.executable) + os.pathsep + os.environ['PATH']
     return dict(os.environ, PATH=path)
 
 
+def _only_python3_env(folder) -> dict:
+    """A PATH with ``python3`` (this interpreter) and the shell tools the
+    script uses, and no ``python``: a GPU node's bare system."""
+    os.makedirs(folder)
+    os.symlink(sys.executable, osp.join(folder, 'python3'))
+    for tool in ('bash', 'dirname', 'mkdir', 'rm', 'tee', 'timeout'):
+        os.symlink(shutil.which(tool), osp.join(folder, tool))
+    return dict(os.environ, PATH=str(folder))
+
+
 @pytest.fixture(scope='module')
-def data_json(tmp_path_factory):
-    out = tmp_path_factory.mktemp('data') / 'data.json'
-    subprocess.run(
-        [sys.executable, osp.join(REPO, 'tools', 'benchmark.py'),
-         PRETRAIN_CFG, '--data', '--workers', '1', '--data-images', '4',
-         '--steps', '1', '--json', str(out)],
-        check=True, cwd=REPO, timeout=300, capture_output=True)
-    return str(out)
+def cpu_twin(tmp_path_factory):
+    """``bash tools/gpu_check.sh --cpu OUT`` where only python3 exists, the
+    tests step capped at 1 s (so it times out): (completed process, OUT)."""
+    root = tmp_path_factory.mktemp('gpu_check')
+    env = dict(_only_python3_env(root / 'bin'), GPU_CHECK_TESTS_S='1')
+    out = root / 'out'
+    run = subprocess.run(['bash', SCRIPT, '--cpu', str(out)], env=env,
+                         capture_output=True, text=True, timeout=600)
+    return run, out
+
+
+@pytest.fixture(scope='module')
+def data_json(cpu_twin):
+    return str(cpu_twin[1] / 'data.json')
+
+
+def test_cpu_twin_runs_every_step_and_summarises_a_timed_out_one(cpu_twin):
+    run, out = cpu_twin
+    summary = json.loads((out / 'summary.json').read_text())
+    assert run.returncode == 1, (run.stdout + run.stderr)[-3000:]
+    # The figure that matters most first; each step under its own cap.
+    assert list(summary['steps']) == ['benchmark', 'tests', 'data']
+    steps = summary['steps']
+    assert steps['tests']['timed_out'] and steps['tests']['cap_s'] == 1
+    assert 'gpu_check: tests timed out after 1 s' in run.stdout
+    for name in ('benchmark', 'data'):  # not held up by the hung step
+        assert steps[name]['exit_code'] == 0, (out / f'{name}.log').read_text()
+    assert summary['problems'][0] == 'tests: timed out after 1 s'
+    assert summary['step']['batch_size'] == 2
+    assert summary['step']['mvp_vs_stock'] > 0
+    assert summary['data']['workers'] == 1
+    assert 'summary.json' in run.stdout.splitlines()[-1]
 
 
 def test_data_benchmark_writes_its_json(data_json):
@@ -71,9 +107,9 @@ def test_gpu_check_refuses_without_a_gpu(tmp_path):
                             env=_python_first_env(), capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 2
-    assert 'no CUDA GPU' in result.stderr
+    assert 'no CUDA GPU' in result.stderr and '--cpu' in result.stderr
     # names the interpreter it asked
-    assert osp.join(osp.dirname(sys.executable), 'python') in result.stderr
+    assert osp.join(osp.dirname(sys.executable), 'python3') in result.stderr
     assert not out.exists()  # nothing was run
 
 

@@ -10,39 +10,46 @@ teacher, in one run (no fine-tuning; see mvp_mm/analysis/zero_shot.py).
 folder of class folders (WordNet ids, or any names with ``--class-names
 FILE``); ``--ade20k`` an ADE20K root (images/validation,
 annotations/validation). CLIP's text tower is built from the config's
-``model.target_generator`` (same name and weights as the teacher).
+``model.target_generator`` (same name and weights as the teacher). The
+arguments are checked before the libraries are imported
+(tools/argument_checks.py).
 """
 import argparse
 import json
+import os
+import os.path as osp
+import sys
+import warnings
 
-import torch
-from mmengine.config import Config, DictAction
-from mmengine.logging import print_log
-from open_clip.zero_shot_metadata import (OPENAI_IMAGENET_TEMPLATES,
-                                          SIMPLE_IMAGENET_TEMPLATES)
+sys.path.append(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from argument_checks import (add_cfg_options, config_file,  # noqa: E402
+                             existing_file, existing_folder, output_file)
 
-from mmpretrain.registry import MODELS
-from mvp_mm.analysis import load_state_dict
-from mvp_mm.analysis.zero_shot import (ADE20K_CLASSES, ade20k_loader,
-                                       build_text_model, imagenet_loader,
-                                       mvp_token_encoders,
-                                       read_class_names, text_classifier,
-                                       zero_shot_classification,
-                                       zero_shot_segmentation)
-
-TEMPLATES = dict(openai=OPENAI_IMAGENET_TEMPLATES,
-                 simple=SIMPLE_IMAGENET_TEMPLATES)
+# open_clip's prompt ensembles (open_clip.zero_shot_metadata)
+TEMPLATES = dict(openai='OPENAI_IMAGENET_TEMPLATES',
+                 simple='SIMPLE_IMAGENET_TEMPLATES')
 
 
 def parse_args():
     parser = argparse.ArgumentParser(
         description='Zero-shot probes of an MVP checkpoint vs its teacher')
-    parser.add_argument('config', help='MVP pre-training config')
-    parser.add_argument('checkpoint', help='MVP pre-training checkpoint')
-    parser.add_argument('--imagenet', help='ImageNet-format class folders')
-    parser.add_argument('--class-names',
-                        help='one class name per line, sorted folder order')
-    parser.add_argument('--ade20k', help='ADE20K root')
+    parser.add_argument('config', type=config_file,
+                        help='MVP pre-training config')
+    parser.add_argument(
+        'checkpoint',
+        type=existing_file('checkpoint', "pass the .pth file that the "
+                           "config's pre-training run wrote"),
+        help='MVP pre-training checkpoint')
+    parser.add_argument('--imagenet', type=existing_folder('ImageNet root'),
+                        help='ImageNet-format class folders')
+    parser.add_argument(
+        '--class-names',
+        type=existing_file('class-name file',
+                           'pass a text file with one class name per line',
+                           pattern='*.txt'),
+        help='one class name per line, sorted folder order')
+    parser.add_argument('--ade20k', type=existing_folder('ADE20K root'),
+                        help='ADE20K root')
     parser.add_argument('--encoders', nargs='+', default=['mvp', 'clip'],
                         choices=['mvp', 'clip'], help='what to evaluate')
     parser.add_argument('--templates', default='openai',
@@ -51,13 +58,18 @@ def parse_args():
     parser.add_argument('--max-images', type=int,
                         help='only the first N images of each set')
     parser.add_argument('--batch-size', type=int, default=64)
-    parser.add_argument('--num-workers', type=int, default=4)
+    cores = len(os.sched_getaffinity(0)) if hasattr(
+        os, 'sched_getaffinity') else (os.cpu_count() or 1)
     parser.add_argument(
-        '--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--out', help='write the results to this json file')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='config overrides, e.g. '
-                        'model.target_generator.pretrained=/path/clip.pt')
+        '--num-workers', type=int, default=min(4, cores),
+        help='loader processes per data set. Default: 4, or the available '
+        f'cores if fewer ({min(4, cores)} here)')
+    parser.add_argument(
+        '--device', help='Default: cuda if torch sees a GPU, else cpu')
+    parser.add_argument('--out', type=output_file,
+                        help='write the results to this json file')
+    add_cfg_options(parser,
+                    'model.target_generator.pretrained=/path/clip.pt')
     args = parser.parse_args()
     if not (args.imagenet or args.ade20k):
         parser.error('give --imagenet and/or --ade20k')
@@ -65,7 +77,26 @@ def parse_args():
 
 
 def main():
-    args = parse_args()
+    args = parse_args()  # before the imports: --help and errors at once
+    import open_clip.zero_shot_metadata
+    import torch
+    from mmengine.config import Config
+    from mmengine.logging import print_log
+
+    from mmpretrain.registry import MODELS
+    from mvp_mm.analysis import load_state_dict
+    from mvp_mm.analysis.zero_shot import (ADE20K_CLASSES, ade20k_loader,
+                                           build_text_model, imagenet_loader,
+                                           mvp_token_encoders,
+                                           read_class_names, text_classifier,
+                                           zero_shot_classification,
+                                           zero_shot_segmentation)
+    # torch warns at every loader it starts with more workers than cores
+    # (once per encoder and data set): once is enough.
+    warnings.filterwarnings('once', message='This DataLoader will create',
+                            category=UserWarning)
+    args.device = args.device or ('cuda' if torch.cuda.is_available() else
+                                  'cpu')
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -78,7 +109,8 @@ def main():
     teacher = cfg.model.target_generator
     text_model = build_text_model(teacher)
     img_size = model.target_generator.img_size
-    templates = TEMPLATES[args.templates]
+    templates = getattr(open_clip.zero_shot_metadata,
+                        TEMPLATES[args.templates])
     results = {}
     if args.imagenet:
         names = read_class_names(args.class_names) if args.class_names \

@@ -22,6 +22,7 @@ from torch import nn
 
 from ...utils.hub import (unavailable_weights_message,
                          use_hub_offline_if_unreachable)
+from ...utils.open_clip_logs import open_clip_logs_captured
 
 # timm's hub repositories all hold this file (timm loads it first).
 TIMM_HUB_WEIGHTS = 'model.safetensors'
@@ -111,9 +112,13 @@ def build_open_clip_model(
             use_hub_offline_if_unreachable()
     if pretrained is not None and error is None:
         try:
-            model = open_clip.create_model(
-                model_name, pretrained=pretrained, cache_dir=cache_dir,
-                **overrides)
+            # open_clip's own log lines (ERROR:root:Failed to download ...)
+            # are kept off the console: the error below says it, chaining
+            # open_clip's exception (which carries the same reason).
+            with open_clip_logs_captured():
+                model = open_clip.create_model(
+                    model_name, pretrained=pretrained, cache_dir=cache_dir,
+                    **overrides)
         except Exception as exc:  # network, hub, corrupt file
             repo_id, filename = (None, osp.basename(pretrained)) \
                 if osp.isfile(pretrained) \
@@ -133,8 +138,10 @@ def build_open_clip_model(
             f'!!! {error} Falling back to a RANDOMLY INITIALISED {what} '
             '(fallback_to_random=True, demo mode): it carries no multimodal '
             'semantics.')
-    return _seeded(open_clip.create_model, model_name, pretrained=None,
-                   **overrides)
+    with open_clip_logs_captured():  # 'No pretrained weights loaded': the
+        # caller (or the fallback warning above) says so
+        return _seeded(open_clip.create_model, model_name, pretrained=None,
+                       **overrides)
 
 
 def build_timm_model(model_name: str,

@@ -253,17 +253,19 @@ def _train_tool():
     return module
 
 
-def test_train_tool_pretrained_flag(monkeypatch):
+def test_train_tool_pretrained_flag(monkeypatch, tmp_path):
     tool = _train_tool()
+    checkpoint = str(tmp_path / 'mvp.pth')  # --pretrained must exist
+    open(checkpoint, 'wb').close()
     config = SEG['upernet_vit-b16_mvp-pre_512x512_160k_ade20k.py']
     monkeypatch.setattr(sys, 'argv',
-                        ['train.py', config, '--pretrained', 'my/mvp.pth'])
+                        ['train.py', config, '--pretrained', checkpoint])
     args = tool.parse_args()
     cfg = tool.merge_args(Config.fromfile(config), args)
-    assert cfg.model.backbone.init_cfg.checkpoint == 'my/mvp.pth'
+    assert cfg.model.backbone.init_cfg.checkpoint == checkpoint
     assert cfg.model.backbone.init_cfg.prefix == 'backbone.'
     pretrain = osp.join(REPO, 'configs/pretrain/mvp_vit-b16_300e_in1k.py')
     monkeypatch.setattr(sys, 'argv',
-                        ['train.py', pretrain, '--pretrained', 'my/mvp.pth'])
+                        ['train.py', pretrain, '--pretrained', checkpoint])
     with pytest.raises(ValueError, match='has no backbone'):
         tool.merge_args(Config.fromfile(pretrain), tool.parse_args())
