@@ -25,8 +25,9 @@ REGISTERED = {
     ('mmpretrain', 'DATASETS'): ['ShardDataset'],
     ('mmpretrain', 'HOOKS'): [
         'AtomicCheckpointHook', 'IterationSeedHook', 'KNNMonitorHook',
-        'MVPAlignmentHook', 'NonFiniteGuardHook', 'StrictCheckpointLoadHook',
-        'WorkDirLockHook', 'OptimizerStepParamSchedulerHook'
+        'MVPAlignmentHook', 'NonFiniteGuardHook', 'SaveOnSignalHook',
+        'StrictCheckpointLoadHook', 'TimedCheckpointHook', 'WorkDirLockHook',
+        'OptimizerStepParamSchedulerHook'
     ],
     ('mmpretrain', 'LOOPS'): ['ResumableEpochBasedTrainLoop'],
     # root registry: the runner_type of mmpretrain and mmseg configs alike

@@ -156,6 +156,35 @@ def plain_param_groups(runner: Runner) -> None:
         optimizer.param_groups = [dict(g) for g in optimizer.param_groups]
 
 
+#: Set by the launcher in a restarted run: torchrun's worker group
+#: restarted after a lost worker (``--max-restarts``), a requeued Slurm job.
+RESTART_COUNTS = ('TORCHELASTIC_RESTART_COUNT', 'SLURM_RESTART_COUNT')
+
+
+def resume_after_restart(cfg: Config) -> None:
+    """A restarted run continues from the newest complete checkpoint of
+    its work dir, as with ``--resume``: a torchrun worker group restarted
+    after a lost worker, a Slurm job requeued (by ``SaveOnSignalHook``, a
+    pre-emption or a node failure). Only where the work dir holds no
+    checkpoint yet does the given ``--resume PATH`` / ``load_from`` apply."""
+    restarts = [f'{name}={os.environ[name]}' for name in RESTART_COUNTS
+                if os.environ.get(name, '0').strip() not in ('', '0')]
+    if not restarts:
+        return
+    from mmengine.logging import print_log
+
+    from mvp_mm.engine import resolve_resume
+    given = cfg.get('resume', False), cfg.get('load_from')
+    cfg.resume, cfg.load_from = True, None
+    resolve_resume(cfg)
+    if cfg.load_from is None and given[1] is not None:
+        cfg.resume, cfg.load_from = given
+    print_log(
+        f'{", ".join(restarts)}: a restarted run, so it resumes as with '
+        f'`--resume`: from {cfg.load_from or "scratch (no checkpoint yet)"}.',
+        logger='current')
+
+
 def load_config(args) -> Config:
     """The config with the arguments merged, adapted to the machine, and
     checked, its work dir locked for this run (tools/demo.py shares
@@ -172,6 +201,7 @@ def load_config(args) -> Config:
                          cfg.get('work_dir_lock_wait'))
     try:
         amp_fallback_on_cpu(cfg)
+        resume_after_restart(cfg)
         # Clear errors before anything is built: a resume checkpoint that is
         # missing or truncated, train (and val) data that is missing or not
         # laid out as the dataset type reads it.
@@ -189,10 +219,9 @@ def load_config(args) -> Config:
 
 def main():
     args = parse_args()  # before the imports: --help and errors at once
-    import torch
     from mmengine.registry import RUNNERS
 
-    from mvp_mm.engine import EffectiveBatchRunner
+    from mvp_mm.engine import EffectiveBatchRunner, StoppedBySignal
     cfg = load_config(args)
     # a config of ours names EffectiveBatchRunner; any other gets it too, so
     # --auto-scale-lr counts --accumulate's batches whatever the config
@@ -200,10 +229,19 @@ def main():
         if 'runner_type' not in cfg else RUNNERS.build(cfg)
     if cfg.get('compile'):
         plain_param_groups(runner)
-    runner.train()
+    try:
+        runner.train()
+    except StoppedBySignal:  # all ranks stop together, checkpoint saved
+        leave_process_group()
+        raise
+    leave_process_group()
+
+
+def leave_process_group() -> None:
+    """Ranks leave together, so none exits while another still talks to it
+    (mmengine never tears the process group down)."""
+    import torch
     if torch.distributed.is_initialized():
-        # Ranks leave together, so none exits while another still talks to
-        # it (mmengine never tears the process group down).
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 

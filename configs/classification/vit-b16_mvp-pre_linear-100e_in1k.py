@@ -49,11 +49,15 @@ runner_type = 'EffectiveBatchRunner'
 # No gradient clipping (MAE's recipe), so no gradient norm is checked.
 # Any randomness of the model is re-seeded per iteration, the data's per
 # sample (above): --resume is exact. One training run per work dir, also
-# with mmpretrain's tools/train.py.
+# with mmpretrain's tools/train.py. Cluster jobs (docs/cluster.md): a
+# checkpoint every 30 minutes of wall time (timed_iter_N.pth, the last 2
+# kept); SIGTERM / SIGUSR1 finish the iteration, save it and exit with code 75.
 custom_hooks = [
     dict(type='IterationSeedHook'),
     dict(type='NonFiniteGuardHook'),
-    dict(type='WorkDirLockHook')
+    dict(type='WorkDirLockHook'),
+    dict(type='TimedCheckpointHook', interval_minutes=30, max_keep_ckpts=2),
+    dict(type='SaveOnSignalHook')
 ]
 # Checkpoints are written atomically, as in pre-training: a killed or failed
 # save never replaces a good checkpoint (docs/troubleshooting.md).

@@ -187,7 +187,10 @@ train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs)
 # counted); a --resume checkpoint that does not match the model, or holds
 # NaN/Inf, is an error. A second training run in the same work dir stops at
 # once (tools/train.py locks it before building anything; this hook covers
-# mmpretrain's own tools/train.py).
+# mmpretrain's own tools/train.py). Cluster jobs (docs/cluster.md): a
+# checkpoint every 30 minutes of wall time inside the epochs
+# (timed_iter_N.pth, the last 2 kept); SIGTERM / SIGUSR1 (a time limit,
+# pre-emption) finish the iteration, save it and exit with code 75.
 default_hooks = dict(
     checkpoint=dict(type='AtomicCheckpointHook', interval=1,
                     max_keep_ckpts=3),
@@ -199,6 +202,8 @@ custom_hooks = [
     dict(type='NonFiniteGuardHook'),
     dict(type='StrictCheckpointLoadHook'),
     dict(type='WorkDirLockHook'),
+    dict(type='TimedCheckpointHook', interval_minutes=30, max_keep_ckpts=2),
+    dict(type='SaveOnSignalHook'),
 ]
 # k-NN monitor (DINO's weighted k-NN top-1/top-5 of the student's CLS and mean
 # patch token, docs/knn_monitor.md): off, as it needs labelled images. One

@@ -72,11 +72,17 @@ runner_type = 'EffectiveBatchRunner'
 # a checkpoint is saved; a --resume / load_from file with NaN/Inf is refused.
 # BEiT trains UperNet without gradient clipping, so no gradient norm is
 # checked (AMP: steps with non-finite gradients are skipped and counted).
-# One training run per work dir, also with mmseg's tools/train.py. The hooks
-# live in mmpretrain's registry, hence the scope prefix.
+# One training run per work dir, also with mmseg's tools/train.py. Cluster
+# jobs (docs/cluster.md): a checkpoint every 30 minutes of wall time
+# (timed_iter_N.pth, the last 2 kept); SIGTERM / SIGUSR1 finish the iteration,
+# save it and exit with code 75. The hooks live in mmpretrain's registry,
+# hence the scope prefix.
 custom_hooks = [
     dict(type='mmpretrain.NonFiniteGuardHook'),
-    dict(type='mmpretrain.WorkDirLockHook')
+    dict(type='mmpretrain.WorkDirLockHook'),
+    dict(type='mmpretrain.TimedCheckpointHook', interval_minutes=30,
+         max_keep_ckpts=2),
+    dict(type='mmpretrain.SaveOnSignalHook')
 ]
 # Checkpoints are written atomically, as in pre-training: a killed or failed
 # save never replaces a good checkpoint (docs/troubleshooting.md).

@@ -1,4 +1,4 @@
-"""Let mmengine's ``pytorch`` launcher train on a machine without GPUs.
+"""Let mmengine's ``pytorch`` and ``slurm`` launchers train without GPUs.
 
 mmengine 0.10.7 assumes one GPU per process under torchrun
 (``tools/dist_train.sh``): ``_init_dist_pytorch`` calls
@@ -25,6 +25,12 @@ which DDP refuses for a CPU module. On a machine with no accelerator
   ends the wait at once), so none leaves while another still talks to it;
   after an uncaught exception the group is destroyed without waiting.
 
+The same holds for mmengine's ``slurm`` launcher (``tools/slurm_train.sh``,
+``tools/sbatch_train.sh``): its ``_init_dist_slurm`` sets ``RANK``,
+``WORLD_SIZE``, ``MASTER_ADDR`` etc. from the ``SLURM_*`` variables, then
+calls ``torch.cuda.set_device``; on CPU that call is skipped and the group
+is gloo.
+
 That makes ``bash tools/dist_train.sh CONFIG 2`` run on a laptop or a CI
 machine. Nothing changes where a GPU (or NPU/MLU/MUSA) is present.
 """
@@ -32,7 +38,9 @@ import atexit
 import logging
 import sys
 from datetime import timedelta
+from unittest import mock
 
+import torch
 import torch.distributed as torch_dist
 from mmengine.device import get_device
 from mmengine.logging import print_log
@@ -79,6 +87,7 @@ def install_cpu_distributed_launch() -> bool:
     if getattr(dist_utils._init_dist_pytorch, _FLAG, False):
         return True
     init_with_gpu = dist_utils._init_dist_pytorch
+    init_slurm_with_gpu = dist_utils._init_dist_slurm
     wrap_with_gpu = MMDistributedDataParallel.__init__
 
     def init_dist_pytorch_on_cpu(backend, init_backend='torch', **kwargs):
@@ -91,11 +100,27 @@ def install_cpu_distributed_launch() -> bool:
         torch_dist.init_process_group(backend='gloo', **kwargs)
         atexit.register(leave_process_group)
 
+    def init_dist_slurm_on_cpu(backend, port=None, init_backend='torch',
+                               **kwargs):
+        if init_backend != 'torch':
+            return init_slurm_with_gpu(backend, port=port,
+                                       init_backend=init_backend, **kwargs)
+        if backend != 'gloo':
+            print_log(
+                f'No GPU: distributed backend {backend!r} -> gloo.',
+                logger='current', level=logging.WARNING)
+        # mmengine's environment set-up from SLURM_*, without its
+        # torch.cuda.set_device(local_rank): there is no device to set.
+        with mock.patch.object(torch.cuda, 'set_device', lambda device: None):
+            init_slurm_with_gpu('gloo', port=port, **kwargs)
+        atexit.register(leave_process_group)
+
     def wrap_cpu_module(self, module, *args, **kwargs):
         kwargs['device_ids'] = None  # DDP: None for a CPU module
         wrap_with_gpu(self, revert_sync_batchnorm(module), *args, **kwargs)
 
     setattr(init_dist_pytorch_on_cpu, _FLAG, True)
     dist_utils._init_dist_pytorch = init_dist_pytorch_on_cpu
+    dist_utils._init_dist_slurm = init_dist_slurm_on_cpu
     MMDistributedDataParallel.__init__ = wrap_cpu_module
     return True

@@ -9,8 +9,11 @@ import zipfile
 from typing import Dict, List, Optional
 
 from mmengine.config import Config
+from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 from torch.serialization import MAGIC_NUMBER
+
+from mmpretrain.registry import HOOKS
 
 # mmengine's CheckpointHook names: ``filename_tmpl`` by default
 STEP_TEMPLATES = ('epoch_{}.pth', 'iter_{}.pth')
@@ -197,8 +200,9 @@ def find_resume_checkpoint(work_dir: str,
             return recorded
         print_log(
             f'--resume: {later}, not {recorded} which {record} names: '
-            f'{osp.basename(later)} is complete, of a later step and written '
-            'after it (the run was stopped between saving and recording it).',
+            f'{osp.basename(later)} is complete and was saved after it (the '
+            'run was stopped between saving and recording it, or saved it '
+            'inside an epoch without recording it).',
             logger='current', level=logging.WARNING)
         return later
     folder = checkpoint_dir or work_dir
@@ -222,16 +226,47 @@ def find_resume_checkpoint(work_dir: str,
 
 def _checkpoint_hook_output(cfg: Config) -> tuple:
     """(folder, filename templates) of the config's checkpoint hook, as
-    mmengine's CheckpointHook resolves them."""
+    mmengine's CheckpointHook resolves them, and of the checkpoint hooks in
+    ``custom_hooks`` that write to the same folder (e.g.
+    ``TimedCheckpointHook``, ``SaveOnSignalHook``: series of their own)."""
     hook = cfg.get('default_hooks', {}).get('checkpoint') or {}
+    out_dir = _hook_folder(cfg, hook)
+    templates = [_hook_template(hook)]
+    for custom in cfg.get('custom_hooks', None) or []:
+        hook_type = _checkpoint_hook_type(custom)
+        if hook_type is None or _hook_folder(cfg, custom) != out_dir:
+            continue
+        template = _hook_template(
+            custom, getattr(hook_type, 'default_filename_tmpl', None))
+        if template not in templates:
+            templates.append(template)
+    return out_dir, tuple(templates)
+
+
+def _hook_folder(cfg: Config, hook: dict) -> str:
     out_dir = hook.get('out_dir') or cfg.work_dir
     if out_dir != cfg.work_dir:  # mmengine: out_dir/<work dir's name>
         out_dir = osp.join(out_dir, osp.basename(cfg.work_dir.rstrip('/')))
-    template = hook.get('filename_tmpl')
+    return out_dir
+
+
+def _hook_template(hook: dict, default: Optional[str] = None) -> str:
+    template = hook.get('filename_tmpl') or default
     if template is None:
         template = STEP_TEMPLATES[0] if hook.get('by_epoch', True) \
             else STEP_TEMPLATES[1]
-    return out_dir, (template, )
+    return template
+
+
+def _checkpoint_hook_type(hook) -> Optional[type]:
+    """The class of a ``custom_hooks`` entry if it is a ``CheckpointHook``
+    (names looked up as mmpretrain's registry does, ``scope.Name`` too)."""
+    hook_type = hook.get('type') if isinstance(hook, dict) else None
+    if isinstance(hook_type, str):
+        hook_type = HOOKS.get(hook_type)
+    if isinstance(hook_type, type) and issubclass(hook_type, CheckpointHook):
+        return hook_type
+    return None
 
 
 def resolve_resume(cfg: Config) -> None:

@@ -117,6 +117,12 @@ class AtomicCheckpointHook(CheckpointHook):
     (https://github.com/open-mmlab/mmengine/blob/v0.10.7/mmengine/hooks/checkpoint_hook.py).
     """
 
+    #: The message hub entry (saved in every checkpoint) listing the steps
+    #: of the checkpoints kept under ``max_keep_ckpts``: mmengine's name.
+    #: Another series of checkpoints in the same run (see
+    #: :class:`TriggeredCheckpointHook`) keeps its own list.
+    kept_steps_key = 'keep_ckpt_ids'
+
     def _is_local(self) -> bool:
         return isinstance(self.file_backend, LocalBackend)
 
@@ -234,6 +240,6 @@ class AtomicCheckpointHook(CheckpointHook):
                 self.file_backend.join_path(
                     self.out_dir, self.filename_tmpl.format(old_step)))
         self.keep_ckpt_ids.append(step)
-        runner.message_hub.update_info('keep_ckpt_ids',
+        runner.message_hub.update_info(self.kept_steps_key,
                                        list(self.keep_ckpt_ids))
         return expired

@@ -164,6 +164,24 @@ class NonFiniteGuardHook(Hook):
             self._pass_weights(runner, weights_bad, exploded, max_abs,
                                runner.iter)
 
+    def check_weights_before_save(self, runner, steps: int) -> None:
+        """Check the weights on every rank before a save that no interval
+        rule foresees (a wall-clock or a signal checkpoint, see
+        :class:`TriggeredCheckpointHook`): one all-reduce, and all ranks stop
+        together if the weights are broken. Called by such hooks on every
+        rank at once; weights already checked after ``steps`` iterations
+        are not checked again.
+
+        Args:
+            runner (Runner): The runner.
+            steps (int): Iterations done, as the checkpoint's ``meta.iter``.
+        """
+        if steps == self.checked_steps:
+            return
+        _, weights_bad, exploded, max_abs = self._reduced_flags(
+            runner, None, check_weights=True)
+        self._pass_weights(runner, weights_bad, exploded, max_abs, steps)
+
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         """Check a save the rules above did not foresee; note the file."""
         steps = checkpoint.get('meta', {}).get('iter')
