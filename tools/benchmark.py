@@ -297,38 +297,26 @@ def main():
 def benchmark_data(args, cfg: Config, load_before: float) -> None:
     """``--data``: the data pipelines' table and JSON (``--shards``: shards
     against folders)."""
+    from benchmarking import data_pipeline
+    from benchmarking.report import machine, write_json
+    sizes = (args.workers, args.data_images, args.data_image_size, args.steps)
     if args.shards:
-        return benchmark_shards(args, cfg, load_before)
-    from benchmarking.data_pipeline import (benchmark_data_pipelines,
-                                            print_data_table)
-    from benchmarking.report import machine, write_json
-    data = benchmark_data_pipelines(cfg, args.workers, args.data_images,
-                                    args.data_image_size, args.steps)
-    results = dict(
-        config=args.config,
-        mode='data',
-        machine=machine('cpu', 1),
-        data=data,
-        load_average=dict(start=load_before, end=os.getloadavg()[0]))
-    print_data_table(results)
-    write_json(results, args.json)
-
-
-def benchmark_shards(args, cfg: Config, load_before: float) -> None:
-    """``--data --shards DIR``: shards against folders, table and JSON."""
-    from benchmarking.data_pipeline import (benchmark_shards_vs_folders,
-                                            print_shards_table)
-    from benchmarking.report import machine, write_json
-    shards = benchmark_shards_vs_folders(cfg, args.shards, args.workers,
-                                         args.data_images,
-                                         args.data_image_size, args.steps)
-    results = dict(
-        config=args.config,
-        mode='data-shards',
-        machine=machine('cpu', 1),
-        shards=shards,
-        load_average=dict(start=load_before, end=os.getloadavg()[0]))
-    print_shards_table(results)
+        mode, key, print_results = ('data-shards', 'shards',
+                                    data_pipeline.print_shards_table)
+        measured = data_pipeline.benchmark_shards_vs_folders(
+            cfg, args.shards, *sizes)
+    else:
+        mode, key, print_results = ('data', 'data',
+                                    data_pipeline.print_data_table)
+        measured = data_pipeline.benchmark_data_pipelines(cfg, *sizes)
+    results = {
+        'config': args.config,
+        'mode': mode,
+        'machine': machine('cpu', 1),
+        key: measured,
+        'load_average': dict(start=load_before, end=os.getloadavg()[0]),
+    }
+    print_results(results)
     write_json(results, args.json)
 
 
