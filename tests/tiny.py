@@ -28,6 +28,15 @@ TINY_CLIP = dict(
     text_cfg=dict(context_length=8, vocab_size=100, width=16, heads=2,
                   layers=1))
 
+# A tiny CLIP whose text tower takes open_clip's real tokenizer output
+# (zero-shot probes).
+TINY_CLIP_WITH_TEXT = dict(
+    embed_dim=16,
+    vision_cfg=dict(image_size=IMG, layers=1, width=32, patch_size=16,
+                    head_width=16),
+    text_cfg=dict(context_length=77, vocab_size=49408, width=16, heads=2,
+                  layers=1))
+
 
 # A tiny timm ViT teacher (TimmTargetGenerator's model_kwargs).
 TINY_VIT = dict(img_size=IMG, embed_dim=24, depth=2, num_heads=2)

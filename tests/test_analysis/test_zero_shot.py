@@ -16,16 +16,9 @@ from mvp_mm.analysis.zero_shot import (ade20k_loader, build_text_model,
                                        imagenet_loader, mvp_token_encoders,
                                        zero_shot_classification,
                                        zero_shot_segmentation)
-from tiny import IMG, REPO, run_tool, tiny_pretrain_cfg
+from tiny import IMG, REPO, TINY_CLIP_WITH_TEXT, run_tool, tiny_pretrain_cfg
 
 COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]  # class c: channel c
-# A tiny CLIP whose text tower takes open_clip's real tokenizer output.
-TINY_CLIP_WITH_TEXT = dict(
-    embed_dim=16,
-    vision_cfg=dict(image_size=IMG, layers=1, width=32, patch_size=16,
-                    head_width=16),
-    text_cfg=dict(context_length=77, vocab_size=49408, width=16, heads=2,
-                  layers=1))
 
 
 def write_colour_imagenet(root):

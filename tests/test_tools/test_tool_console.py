@@ -10,17 +10,10 @@ import pytest
 from mmengine.logging import MMLogger
 from mmengine.runner import Runner
 
-from tiny import IMG, run_tool, tiny_pretrain_cfg
+from tiny import IMG, TINY_CLIP_WITH_TEXT, run_tool, tiny_pretrain_cfg
 
 from mvp_mm.utils import make_imagenet_folder
 
-# A tiny CLIP whose text tower takes open_clip's real tokenizer output.
-TINY_CLIP_WITH_TEXT = dict(
-    embed_dim=16,
-    vision_cfg=dict(image_size=IMG, layers=1, width=32, patch_size=16,
-                    head_width=16),
-    text_cfg=dict(context_length=77, vocab_size=49408, width=16, heads=2,
-                  layers=1))
 
 
 @pytest.fixture(scope='module')
