@@ -65,7 +65,6 @@ Paper: https://arxiv.org/abs/2203.05175
 from __future__ import annotations  # the annotations name lazy imports
 
 import argparse
-import logging
 import os
 import os.path as osp
 import statistics
@@ -172,7 +171,6 @@ def main():
     if args.no_malloc_trim and args.device == 'cpu':
         keep_freed_memory()
     MMLogger.get_instance('benchmark', log_level='WARNING')
-    logging.getLogger('root').setLevel(logging.ERROR)  # open_clip's notices
     load_before = os.getloadavg()[0]
     cfg = Config.fromfile(args.config)
     if args.cfg_options:

@@ -15,6 +15,7 @@ from mmpretrain.models.selfsup.milan import CLIPGenerator
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from mvp_mm.datasets.transforms import BlockwiseMaskGenerator
+from mvp_mm.utils.open_clip_logs import open_clip_logs_captured
 
 from .masks import mask_settings
 
@@ -70,7 +71,7 @@ class StockMVPStep(nn.Module):
 
 def write_random_clip(model_name: str, overrides: dict, path: str) -> None:
     """A seeded random open_clip CLIP's state dict (OpenAI key layout)."""
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), open_clip_logs_captured():
         torch.manual_seed(0)
         model = open_clip.create_model(model_name, pretrained=None,
                                        **overrides)
