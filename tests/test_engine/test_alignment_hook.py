@@ -1,6 +1,7 @@
 """MVPAlignmentHook: held-out student-teacher cosine logged while training."""
 import glob
 import json
+import uuid
 
 import pytest
 from mmengine.runner import Runner
@@ -14,7 +15,7 @@ from tiny import tiny_pretrain_cfg
 def train(tmp_path, name, hook):
     cfg = tiny_pretrain_cfg(str(tmp_path / 'in'), str(tmp_path / name),
                             max_iters=4, batch_size=2)
-    cfg.experiment_name = name
+    cfg.experiment_name = f'{name}_{uuid.uuid4().hex}'  # a fresh MessageHub
     # Without per-iteration re-seeding, training's draws depend on the RNG
     # states that the hook must leave as it found them.
     cfg.custom_hooks = [h for h in cfg.custom_hooks

@@ -7,6 +7,7 @@ import os.path as osp
 import socket
 import subprocess
 import sys
+import uuid
 from types import SimpleNamespace
 
 import pytest
@@ -37,7 +38,7 @@ def knn_sets(root: str) -> dict:
 def train(tmp_path, name, hook):
     cfg = tiny_pretrain_cfg(str(tmp_path / 'in'), str(tmp_path / name),
                             max_iters=4, batch_size=2)
-    cfg.experiment_name = name
+    cfg.experiment_name = f'{name}_{uuid.uuid4().hex}'  # a fresh MessageHub
     # Without per-iteration re-seeding, training's draws depend on the RNG
     # states that the hook must leave as it found them.
     cfg.custom_hooks = [h for h in cfg.custom_hooks
